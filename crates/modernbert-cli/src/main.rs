@@ -1,0 +1,158 @@
+//! `modernbert`: run ModernBERT checkpoints from the command line. Output is JSON on stdout,
+//! one object per input; errors are one line on stderr with a non-zero exit code.
+
+mod input;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use modernbert::{Model, Pooling};
+use serde::Serialize;
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "modernbert", version, about = "Fast ModernBERT inference")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by every command that runs a model.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Model directory (config.json, model.safetensors, tokenizer.json) or Hugging Face Hub id.
+    #[arg(long, short)]
+    model: Option<String>,
+    /// Truncate every input to this many tokens (special tokens included). Without it, an input
+    /// longer than the model's maximum is an error.
+    #[arg(long)]
+    max_length: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Predict the tokens hidden behind [MASK].
+    FillMask {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Number of candidates per mask.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Read inputs from a JSONL file (`-` for stdin): strings or {"text": ...} objects.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        texts: Vec<String>,
+    },
+    /// Sentence embeddings (or per-token vectors with --pooling none).
+    Embed {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, value_enum, default_value_t = PoolingArg::Mean)]
+        pooling: PoolingArg,
+        /// Do not L2-normalise the vectors.
+        #[arg(long)]
+        no_normalize: bool,
+        #[arg(long)]
+        input: Option<PathBuf>,
+        texts: Vec<String>,
+    },
+    /// Sequence or token classification.
+    Classify {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Inputs are text pairs: consecutive TEXT arguments, or {"text", "text_pair"} lines.
+        #[arg(long)]
+        pair: bool,
+        #[arg(long)]
+        input: Option<PathBuf>,
+        texts: Vec<String>,
+    },
+    /// Show the token ids and tokens the model sees (special tokens included).
+    Tokenize {
+        #[command(flatten)]
+        model: ModelArgs,
+        texts: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PoolingArg {
+    Mean,
+    Cls,
+    None,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::FillMask { model, top_k, input, texts } => {
+            let texts = input::texts(input.as_deref(), texts)?;
+            let m = load(&model)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let results = m.fill_mask(&refs, top_k, model.max_length)?;
+            for (text, masks) in texts.iter().zip(results) {
+                emit(&mut out, &json!({ "text": text, "masks": masks }))?;
+            }
+        }
+        Command::Embed { model, pooling, no_normalize, input, texts } => {
+            let texts = input::texts(input.as_deref(), texts)?;
+            let m = load(&model)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let pooling = match pooling {
+                PoolingArg::Mean => Some(Pooling::Mean),
+                PoolingArg::Cls => Some(Pooling::Cls),
+                PoolingArg::None => None,
+            };
+            for e in m.embed(&refs, pooling, !no_normalize, model.max_length)? {
+                emit(&mut out, &json!({ "embedding": e }))?;
+            }
+        }
+        Command::Classify { model, pair, input, texts } => {
+            let inputs = input::pairs(input.as_deref(), texts, pair)?;
+            let m = load(&model)?;
+            let refs: Vec<(&str, Option<&str>)> =
+                inputs.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
+            for r in m.classify(&refs, model.max_length)? {
+                emit(&mut out, &r)?;
+            }
+        }
+        Command::Tokenize { model, texts } => {
+            anyhow::ensure!(!texts.is_empty(), "no input text given");
+            let m = load(&model)?;
+            let inputs: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (t.as_str(), None)).collect();
+            for e in m.tokenizer()?.encode_batch(&inputs, model.max_length)? {
+                emit(&mut out, &json!({ "ids": e.ids, "tokens": e.tokens, "offsets": e.offsets }))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load(args: &ModelArgs) -> Result<Model> {
+    let spec = args
+        .model
+        .clone()
+        .context("no --model given (a model directory or a Hugging Face Hub id)")?;
+    let dir = modernbert::hub::resolve(&spec)?;
+    Ok(Model::load(&dir)?)
+}
+
+fn emit(out: &mut impl Write, value: &impl Serialize) -> Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! ModernBERT inference in Rust: load a Hugging Face checkpoint directory and run the encoder
+//! on unpadded batches, with the same numbers as HF transformers.
+//!
+//! ```no_run
+//! let model = modernbert::Model::load(std::path::Path::new("path/to/ModernBERT-base"))?;
+//! let out = model.fill_mask(&["The capital of France is [MASK]."], 5, None)?;
+//! # Ok::<(), modernbert::Error>(())
+//! ```
+//!
+//! Layout: [`config`] parses `config.json`, [`weights`] maps safetensors, [`tokenizer`] wraps
+//! `tokenizer.json`, [`model`] is the encoder, [`heads`] the task heads, [`pooling`] the
+//! sequence reductions, [`tasks`] the user-level jobs (fill-mask, embed, classify).
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod heads;
+pub mod hub;
+pub mod model;
+mod ops;
+pub mod pooling;
+pub mod tasks;
+pub mod tokenizer;
+pub mod weights;
+
+pub use batch::Batch;
+pub use config::{Config, Pooling};
+pub use error::{Error, Result};
+pub use heads::Head;
+pub use model::ModernBert;
+pub use tokenizer::{Encoding, Tokenizer};
+
+use candle_core::Device;
+use std::path::{Path, PathBuf};
+
+/// A loaded checkpoint: configuration, backbone, head and (if present) tokenizer.
+pub struct Model {
+    pub config: Config,
+    pub backbone: ModernBert,
+    pub head: Head,
+    tokenizer: Option<Tokenizer>,
+    dir: PathBuf,
+}
+
+impl Model {
+    /// Loads `config.json`, `model.safetensors` (or shards) and `tokenizer.json` from `dir`, on CPU.
+    pub fn load(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::Input(format!("model directory {} does not exist", dir.display())));
+        }
+        let config_path = dir.join("config.json");
+        if !config_path.is_file() {
+            return Err(Error::Input(format!("{} has no config.json", dir.display())));
+        }
+        let config = Config::from_file(&config_path)?;
+        let weights = weights::Weights::from_dir(dir, &Device::Cpu)?;
+        let backbone = ModernBert::load(&weights, &config)?;
+        let head = Head::load(&weights, &config, &backbone)?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = if tokenizer_path.exists() {
+            Some(Tokenizer::from_file(&tokenizer_path, config.max_position_embeddings)?)
+        } else {
+            None
+        };
+        Ok(Self { config, backbone, head, tokenizer, dir: dir.to_path_buf() })
+    }
+
+    /// The tokenizer, or an error saying the directory has none.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer
+            .as_ref()
+            .ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", self.dir.display())))
+    }
+
+    /// The directory the model was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}

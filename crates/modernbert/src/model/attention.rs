@@ -1,0 +1,55 @@
+//! The attention block: fused Wqkv, RoPE, local (banded) or global attention, Wo.
+
+use super::nn::Linear;
+use crate::batch::Batch;
+use crate::config::{Config, LayerType};
+use crate::error::Result;
+use crate::ops::{self, AttentionOp};
+use crate::weights::Weights;
+use candle_core::Tensor;
+use modernbert_kernels::RopeTable;
+use std::sync::Arc;
+
+/// Multi-head self-attention of one layer.
+pub struct Attention {
+    wqkv: Linear,
+    wo: Linear,
+    num_heads: usize,
+    head_dim: usize,
+    /// `Some(local_attention / 2)` for local layers.
+    window: Option<usize>,
+    rope: Arc<RopeTable>,
+}
+
+impl Attention {
+    /// Loads `layers.{index}.attn`; `rope` is the table for this layer's type.
+    pub fn load(w: &Weights, cfg: &Config, index: usize, rope: Arc<RopeTable>) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let name = format!("layers.{index}.attn");
+        Ok(Self {
+            wqkv: Linear::load_backbone(w, &format!("{name}.Wqkv"), 3 * d, d, cfg.attention_bias)?,
+            wo: Linear::load_backbone(w, &format!("{name}.Wo"), d, d, cfg.attention_bias)?,
+            num_heads: cfg.num_attention_heads,
+            head_dim: cfg.head_dim(),
+            window: match cfg.layer_types[index] {
+                LayerType::Global => None,
+                LayerType::Local => Some(cfg.local_attention / 2),
+            },
+            rope,
+        })
+    }
+
+    /// `[tokens, hidden]` → `[tokens, hidden]`; tokens attend only within their sequence.
+    pub fn forward(&self, x: &Tensor, batch: &Batch) -> Result<Tensor> {
+        let qkv = self.wqkv.forward(x)?;
+        let op = AttentionOp {
+            cu_seqlens: &batch.cu_seqlens,
+            num_heads: self.num_heads,
+            head_dim: self.head_dim,
+            rope: self.rope.clone(),
+            window: self.window,
+        };
+        let attended = ops::apply(&qkv, &op)?;
+        self.wo.forward(&attended)
+    }
+}

@@ -1,0 +1,272 @@
+//! User-level jobs on a [`Model`]: fill-mask, embeddings, classification, tokenization.
+//!
+//! Inputs are tokenized, sorted by length and grouped into unpadded batches of at most
+//! [`MAX_BATCH_TOKENS`] tokens; results come back in input order.
+
+use crate::batch::Batch;
+use crate::config::Pooling;
+use crate::error::{Error, Result};
+use crate::heads::Head;
+use crate::pooling::{l2_normalize, pool};
+use crate::tokenizer::Encoding;
+use crate::Model;
+use candle_core::Tensor;
+use serde::Serialize;
+
+/// Token budget of one forward pass.
+pub const MAX_BATCH_TOKENS: usize = 16_384;
+
+/// One candidate for a `[MASK]` position.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskPrediction {
+    pub token_id: u32,
+    /// The decoded token, as HF's fill-mask pipeline reports `token_str`.
+    pub token: String,
+    pub score: f32,
+}
+
+/// The candidates for one `[MASK]` of an input.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaskResult {
+    /// Token index of the mask in the encoded input (specials included).
+    pub position: usize,
+    pub predictions: Vec<MaskPrediction>,
+}
+
+/// An embedding: one pooled vector, or one vector per token.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Embedding {
+    Pooled(Vec<f32>),
+    Tokens(Vec<Vec<f32>>),
+}
+
+/// A sequence-classification result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Classification {
+    pub logits: Vec<f32>,
+    pub label: String,
+    /// Probability of `label` (softmax; sigmoid for single-logit models).
+    pub score: f32,
+}
+
+/// A token-classification result for one (non-special) token.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenLabel {
+    pub token: String,
+    /// Character offsets into the input text.
+    pub start: usize,
+    pub end: usize,
+    pub label: String,
+    pub score: f32,
+    pub logits: Vec<f32>,
+}
+
+/// Output of [`Model::classify`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ClassifyOutput {
+    Sequence(Classification),
+    Tokens(Vec<TokenLabel>),
+}
+
+impl Model {
+    /// Tokenizes inputs with special tokens; empty texts are an error.
+    pub fn encode(&self, inputs: &[(&str, Option<&str>)], truncate_to: Option<usize>) -> Result<Vec<Encoding>> {
+        for (i, (text, pair)) in inputs.iter().enumerate() {
+            if text.trim().is_empty() || pair.is_some_and(|p| p.trim().is_empty()) {
+                return Err(Error::Input(format!("input {i} is empty")));
+            }
+        }
+        self.tokenizer()?.encode_batch(inputs, truncate_to)
+    }
+
+    /// Runs the backbone over `sequences` in length-sorted batches and maps each batch's output
+    /// with `f` (which returns one item per sequence of the batch); items return in input order.
+    pub fn map_batches<T>(
+        &self,
+        sequences: &[&[u32]],
+        mut f: impl FnMut(&Batch, &Tensor) -> Result<Vec<T>>,
+    ) -> Result<Vec<T>> {
+        let mut order: Vec<usize> = (0..sequences.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(sequences[i].len()));
+        let mut results: Vec<Option<T>> = (0..sequences.len()).map(|_| None).collect();
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start;
+            let mut tokens = 0;
+            while end < order.len() && (end == start || tokens + sequences[order[end]].len() <= MAX_BATCH_TOKENS) {
+                tokens += sequences[order[end]].len();
+                end += 1;
+            }
+            let members = &order[start..end];
+            let batch = Batch::new(&members.iter().map(|&i| sequences[i]).collect::<Vec<_>>())?;
+            let hidden = self.backbone.forward(&batch)?;
+            let items = f(&batch, &hidden)?;
+            for (&i, item) in members.iter().zip(items) {
+                results[i] = Some(item);
+            }
+            start = end;
+        }
+        Ok(results.into_iter().map(|r| r.expect("every sequence belongs to one batch")).collect())
+    }
+
+    /// Top-`top_k` predictions for every `[MASK]` of every text.
+    pub fn fill_mask(&self, texts: &[&str], top_k: usize, truncate_to: Option<usize>) -> Result<Vec<Vec<MaskResult>>> {
+        let Head::MaskedLm(mlm) = &self.head else {
+            return Err(Error::Input(format!("fill-mask needs a masked-LM model, this is {}", self.head.name())));
+        };
+        let tokenizer = self.tokenizer()?;
+        let mask_id = tokenizer
+            .token_to_id("[MASK]")
+            .ok_or_else(|| Error::Tokenizer("the tokenizer has no [MASK] token".into()))?;
+        let inputs: Vec<_> = texts.iter().map(|t| (*t, None)).collect();
+        let encodings = self.encode(&inputs, truncate_to)?;
+        for (i, e) in encodings.iter().enumerate() {
+            if !e.ids.contains(&mask_id) {
+                return Err(Error::Input(format!("input {i} has no [MASK] token")));
+            }
+        }
+        let sequences: Vec<&[u32]> = encodings.iter().map(|e| e.ids.as_slice()).collect();
+        self.map_batches(&sequences, |batch, hidden| {
+            // Run the head only on mask positions.
+            let mut rows = Vec::new();
+            let mut owners = Vec::new();
+            for b in 0..batch.num_sequences() {
+                for (offset, pos) in batch.range(b).enumerate() {
+                    if batch.input_ids[pos] == mask_id {
+                        rows.push(pos as u32);
+                        owners.push((b, offset));
+                    }
+                }
+            }
+            let index = Tensor::new(rows.as_slice(), hidden.device())?;
+            let logits = mlm.forward(&hidden.index_select(&index, 0)?)?.to_vec2::<f32>()?;
+            let probs = logits.iter().map(|l| softmax(l));
+            let mut out: Vec<Vec<MaskResult>> = (0..batch.num_sequences()).map(|_| Vec::new()).collect();
+            for ((b, position), p) in owners.into_iter().zip(probs) {
+                let predictions = top_k_indices(&p, top_k)
+                    .into_iter()
+                    .map(|id| {
+                        Ok(MaskPrediction {
+                            token_id: id as u32,
+                            token: tokenizer.decode(&[id as u32], false)?,
+                            score: p[id],
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                out[b].push(MaskResult { position, predictions });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Sentence embeddings (`Some(pooling)`) or per-token vectors (`None`), optionally L2-normalised.
+    pub fn embed(
+        &self,
+        texts: &[&str],
+        pooling: Option<Pooling>,
+        normalize: bool,
+        truncate_to: Option<usize>,
+    ) -> Result<Vec<Embedding>> {
+        let inputs: Vec<_> = texts.iter().map(|t| (*t, None)).collect();
+        let encodings = self.encode(&inputs, truncate_to)?;
+        let sequences: Vec<&[u32]> = encodings.iter().map(|e| e.ids.as_slice()).collect();
+        self.embed_ids(&sequences, pooling, normalize)
+    }
+
+    /// [`Model::embed`] on token ids that already carry [CLS]/[SEP].
+    pub fn embed_ids(&self, sequences: &[&[u32]], pooling: Option<Pooling>, normalize: bool) -> Result<Vec<Embedding>> {
+        self.map_batches(sequences, |batch, hidden| match pooling {
+            Some(p) => {
+                let mut pooled = pool(hidden, batch, p)?;
+                if normalize {
+                    pooled = l2_normalize(&pooled)?;
+                }
+                Ok(pooled.to_vec2::<f32>()?.into_iter().map(Embedding::Pooled).collect())
+            }
+            None => {
+                let hidden = if normalize { l2_normalize(hidden)? } else { hidden.clone() };
+                (0..batch.num_sequences())
+                    .map(|b| {
+                        let r = batch.range(b);
+                        Ok(Embedding::Tokens(hidden.narrow(0, r.start, r.len())?.to_vec2::<f32>()?))
+                    })
+                    .collect()
+            }
+        })
+    }
+
+    /// Classifies texts (or text pairs) with a sequence- or token-classification head.
+    pub fn classify(&self, inputs: &[(&str, Option<&str>)], truncate_to: Option<usize>) -> Result<Vec<ClassifyOutput>> {
+        let encodings = self.encode(inputs, truncate_to)?;
+        let sequences: Vec<&[u32]> = encodings.iter().map(|e| e.ids.as_slice()).collect();
+        match &self.head {
+            Head::SequenceClassification(head) => self.map_batches(&sequences, |batch, hidden| {
+                let logits = head.sequence_logits(hidden, batch)?.to_vec2::<f32>()?;
+                Ok(logits.into_iter().map(|l| ClassifyOutput::Sequence(self.label_logits(l))).collect())
+            }),
+            Head::TokenClassification(head) => {
+                let per_sequence = self.map_batches(&sequences, |batch, hidden| {
+                    let logits = head.token_logits(hidden)?;
+                    (0..batch.num_sequences())
+                        .map(|b| {
+                            let r = batch.range(b);
+                            Ok(logits.narrow(0, r.start, r.len())?.to_vec2::<f32>()?)
+                        })
+                        .collect()
+                })?;
+                Ok(per_sequence
+                    .into_iter()
+                    .zip(&encodings)
+                    .map(|(logits, enc)| {
+                        let labels = logits
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(t, _)| enc.special_tokens_mask[*t] == 0)
+                            .map(|(t, l)| {
+                                let c = self.label_logits(l);
+                                TokenLabel {
+                                    token: enc.tokens[t].clone(),
+                                    start: enc.offsets[t].0,
+                                    end: enc.offsets[t].1,
+                                    label: c.label,
+                                    score: c.score,
+                                    logits: c.logits,
+                                }
+                            })
+                            .collect();
+                        ClassifyOutput::Tokens(labels)
+                    })
+                    .collect())
+            }
+            other => Err(Error::Input(format!("classify needs a classification model, this is {}", other.name()))),
+        }
+    }
+
+    fn label_logits(&self, logits: Vec<f32>) -> Classification {
+        let (index, score) = if logits.len() == 1 {
+            (0, 1.0 / (1.0 + (-logits[0]).exp()))
+        } else {
+            let p = softmax(&logits);
+            let best = top_k_indices(&p, 1)[0];
+            (best, p[best])
+        };
+        Classification { label: self.config.label(index), score, logits }
+    }
+}
+
+fn softmax(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = x.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
+}
+
+/// Indices of the `k` largest values, largest first.
+fn top_k_indices(x: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[b].total_cmp(&x[a]));
+    idx.truncate(k.max(1));
+    idx
+}

@@ -1,0 +1,115 @@
+//! The ModernBERT tokenizer (byte-level BPE from `tokenizer.json`) with length limits.
+
+use crate::error::{Error, Result};
+use std::path::Path;
+use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// One encoded input, special tokens included, exactly as the model sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoding {
+    pub ids: Vec<u32>,
+    pub tokens: Vec<String>,
+    /// Character (Unicode scalar) offsets `(start, end)` into the text each token came from,
+    /// as Python's `tokenizers` reports them; `(0, 0)` for specials.
+    pub offsets: Vec<(usize, usize)>,
+    /// 0 for the first text, 1 for the pair text; specials take the sequence they close.
+    pub sequence_ids: Vec<Option<usize>>,
+    /// 1 for added special tokens ([CLS], [SEP]).
+    pub special_tokens_mask: Vec<u32>,
+}
+
+/// A `tokenizer.json` plus the model's maximum length.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    max_length: usize,
+}
+
+impl Tokenizer {
+    /// Loads `tokenizer.json`; inputs longer than `max_length` tokens are refused unless truncated.
+    pub fn from_file(path: &Path, max_length: usize) -> Result<Self> {
+        if !path.is_file() {
+            return Err(Error::Tokenizer(format!("{} does not exist", path.display())));
+        }
+        let mut inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        inner.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        inner.with_padding(None);
+        Ok(Self { inner, max_length })
+    }
+
+    /// The model's maximum sequence length in tokens (specials included).
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of a token such as `[MASK]`.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The string of a token id.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Decodes ids to text (special tokens skipped if asked).
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// Encodes texts (optionally pairs) with special tokens.
+    ///
+    /// `truncate_to`: `Some(n)` truncates each input to `min(n, max_length)` tokens (longest-first
+    /// for pairs, from the right); `None` makes an input longer than `max_length` an error.
+    pub fn encode_batch(&self, inputs: &[(&str, Option<&str>)], truncate_to: Option<usize>) -> Result<Vec<Encoding>> {
+        let encoder = match truncate_to {
+            None => std::borrow::Cow::Borrowed(&self.inner),
+            Some(n) => {
+                let limit = n.min(self.max_length);
+                if limit < 3 {
+                    return Err(Error::Input(format!("max length {n} leaves no room for text and [CLS]/[SEP]")));
+                }
+                let mut t = self.inner.clone();
+                t.with_truncation(Some(TruncationParams {
+                    max_length: limit,
+                    strategy: TruncationStrategy::LongestFirst,
+                    stride: 0,
+                    direction: TruncationDirection::Right,
+                }))
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                std::borrow::Cow::Owned(t)
+            }
+        };
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &(text, pair))| {
+                let enc = match pair {
+                    None => encoder.encode_char_offsets(text, true),
+                    Some(p) => encoder.encode_char_offsets((text, p), true),
+                }
+                .map_err(|e| Error::Tokenizer(format!("input {i}: {e}")))?;
+                if enc.get_ids().len() > self.max_length {
+                    return Err(Error::Input(format!(
+                        "input {i} has {} tokens, more than the model's maximum of {}; truncate it (--max-length)",
+                        enc.get_ids().len(),
+                        self.max_length
+                    )));
+                }
+                Ok(Encoding {
+                    ids: enc.get_ids().to_vec(),
+                    tokens: enc.get_tokens().to_vec(),
+                    offsets: enc.get_offsets().to_vec(),
+                    sequence_ids: enc.get_sequence_ids(),
+                    special_tokens_mask: enc.get_special_tokens_mask().to_vec(),
+                })
+            })
+            .collect()
+    }
+}
