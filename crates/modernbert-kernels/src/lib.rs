@@ -7,13 +7,29 @@
 //!
 //! The crate knows nothing about tensors, checkpoints or training; the model crate
 //! wraps these functions as candle custom ops.
+//!
+//! # Speed
+//!
+//! Each kernel has an AVX-512 path, picked at run time with `is_x86_feature_detected!`,
+//! and a portable path that runs on any CPU (see [`Isa`]). Work is spread over the rayon
+//! thread pool once it is big enough to pay for it. The slow, obviously correct versions
+//! live in [`reference`]; the tests compare every kernel against them.
 
 pub mod attention;
 pub mod geglu;
+mod isa;
+mod math;
 pub mod norm;
+mod par;
+pub mod reference;
 pub mod rope;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use attention::attention_varlen;
-pub use geglu::geglu;
-pub use norm::layer_norm;
+pub use geglu::{geglu, gelu_erf};
+pub use isa::Isa;
+pub use norm::{add_layer_norm, layer_norm, layer_norm_inplace};
 pub use rope::RopeTable;

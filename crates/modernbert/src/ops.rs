@@ -2,6 +2,7 @@
 //!
 //! Inference only for now: no `bwd` (training composes differentiable candle ops instead).
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use modernbert_kernels::RopeTable;
 use std::sync::Arc;

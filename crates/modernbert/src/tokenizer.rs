@@ -1,6 +1,7 @@
 //! The ModernBERT tokenizer (byte-level BPE from `tokenizer.json`) with length limits.
 
 use crate::error::{Error, Result};
+use std::borrow::Cow;
 use std::path::Path;
 use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
 
@@ -63,53 +64,70 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
-    /// Encodes texts (optionally pairs) with special tokens.
+    /// Encodes texts (optionally pairs) with special tokens, as the model sees them.
     ///
     /// `truncate_to`: `Some(n)` truncates each input to `min(n, max_length)` tokens (longest-first
     /// for pairs, from the right); `None` makes an input longer than `max_length` an error.
     pub fn encode_batch(&self, inputs: &[(&str, Option<&str>)], truncate_to: Option<usize>) -> Result<Vec<Encoding>> {
-        let encoder = match truncate_to {
-            None => std::borrow::Cow::Borrowed(&self.inner),
-            Some(n) => {
-                let limit = n.min(self.max_length);
-                if limit < 3 {
-                    return Err(Error::Input(format!("max length {n} leaves no room for text and [CLS]/[SEP]")));
-                }
-                let mut t = self.inner.clone();
-                t.with_truncation(Some(TruncationParams {
-                    max_length: limit,
-                    strategy: TruncationStrategy::LongestFirst,
-                    stride: 0,
-                    direction: TruncationDirection::Right,
-                }))
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
-                std::borrow::Cow::Owned(t)
-            }
-        };
+        let encoder = self.encoder(truncate_to)?;
         inputs
             .iter()
             .enumerate()
             .map(|(i, &(text, pair))| {
-                let enc = match pair {
-                    None => encoder.encode_char_offsets(text, true),
-                    Some(p) => encoder.encode_char_offsets((text, p), true),
-                }
-                .map_err(|e| Error::Tokenizer(format!("input {i}: {e}")))?;
-                if enc.get_ids().len() > self.max_length {
+                let enc = encode_one(&encoder, text, pair, true).map_err(|e| Error::Tokenizer(format!("input {i}: {e}")))?;
+                if enc.ids.len() > self.max_length {
                     return Err(Error::Input(format!(
                         "input {i} has {} tokens, more than the model's maximum of {}; truncate it (--max-length)",
-                        enc.get_ids().len(),
+                        enc.ids.len(),
                         self.max_length
                     )));
                 }
-                Ok(Encoding {
-                    ids: enc.get_ids().to_vec(),
-                    tokens: enc.get_tokens().to_vec(),
-                    offsets: enc.get_offsets().to_vec(),
-                    sequence_ids: enc.get_sequence_ids(),
-                    special_tokens_mask: enc.get_special_tokens_mask().to_vec(),
-                })
+                Ok(enc)
             })
             .collect()
     }
+
+    /// Encodes one input exactly like HF `tokenizers` (`add_special_tokens` as given), with no
+    /// maximum-length check; `truncate_to` truncates like [`Tokenizer::encode_batch`].
+    pub fn encode(&self, text: &str, pair: Option<&str>, add_special_tokens: bool, truncate_to: Option<usize>) -> Result<Encoding> {
+        let encoder = self.encoder(truncate_to)?;
+        encode_one(&encoder, text, pair, add_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// The inner tokenizer, with truncation to `min(n, max_length)` when `truncate_to = Some(n)`.
+    fn encoder(&self, truncate_to: Option<usize>) -> Result<Cow<'_, tokenizers::Tokenizer>> {
+        let Some(n) = truncate_to else { return Ok(Cow::Borrowed(&self.inner)) };
+        let limit = n.min(self.max_length);
+        if limit < 3 {
+            return Err(Error::Input(format!("max length {n} leaves no room for text and [CLS]/[SEP]")));
+        }
+        let mut t = self.inner.clone();
+        t.with_truncation(Some(TruncationParams {
+            max_length: limit,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(Cow::Owned(t))
+    }
+}
+
+fn encode_one(
+    t: &tokenizers::Tokenizer,
+    text: &str,
+    pair: Option<&str>,
+    add_special_tokens: bool,
+) -> tokenizers::Result<Encoding> {
+    let enc = match pair {
+        None => t.encode_char_offsets(text, add_special_tokens)?,
+        Some(p) => t.encode_char_offsets((text, p), add_special_tokens)?,
+    };
+    Ok(Encoding {
+        ids: enc.get_ids().to_vec(),
+        tokens: enc.get_tokens().to_vec(),
+        offsets: enc.get_offsets().to_vec(),
+        sequence_ids: enc.get_sequence_ids(),
+        special_tokens_mask: enc.get_special_tokens_mask().to_vec(),
+    })
 }

@@ -1,7 +1,7 @@
 //! Safetensors checkpoints: single file or sharded, f32/bf16/f16, with or without the `model.` prefix.
 
 use crate::error::{Error, Result};
-use candle_core::safetensors::MmapedSafetensors;
+use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,101 @@
+//! Parity with HF transformers: every fixture under tests/fixtures (written by
+//! scripts/make_fixtures.py from random-init checkpoints) must match HF's outputs to 1e-4.
+
+use candle_core::{Device, Tensor};
+use modernbert::pooling::pool;
+use modernbert::{Batch, Head, Model, Pooling};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn fixture_dir(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+}
+
+fn max_abs_diff(ours: &Tensor, theirs: &Tensor) -> f32 {
+    assert_eq!(ours.dims(), theirs.dims(), "shape mismatch");
+    let d = (ours - theirs).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    d.to_scalar::<f32>().unwrap()
+}
+
+/// Runs one fixture and returns `(output name, max abs diff)` for everything it checks.
+fn check(name: &str) -> Vec<(String, f32)> {
+    let dir = fixture_dir(name);
+    let model = Model::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let expected: HashMap<String, Tensor> =
+        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let mut sequences = Vec::new();
+    while let Some(ids) = expected.get(&format!("input_ids.{}", sequences.len())) {
+        let ids: Vec<u32> = ids.to_vec1::<i64>().unwrap().into_iter().map(|i| i as u32).collect();
+        sequences.push(ids);
+    }
+    assert!(!sequences.is_empty(), "{name}: no inputs");
+    let batch = Batch::new(&sequences).unwrap();
+    let hidden = model.backbone.forward(&batch).unwrap();
+    let rows = |t: &Tensor, b: usize| {
+        let r = batch.range(b);
+        t.narrow(0, r.start, r.len()).unwrap()
+    };
+    let mut diffs = Vec::new();
+    let mut record = |what: &str, ours: &Tensor, theirs: &Tensor| {
+        let d = max_abs_diff(ours, theirs);
+        diffs.push((what.to_string(), d));
+    };
+    for b in 0..sequences.len() {
+        record(&format!("hidden.{b}"), &rows(&hidden, b), &expected[&format!("hidden.{b}")]);
+    }
+    record("mean_pooled", &pool(&hidden, &batch, Pooling::Mean).unwrap(), &expected["mean_pooled"]);
+    record("cls_pooled", &pool(&hidden, &batch, Pooling::Cls).unwrap(), &expected["cls_pooled"]);
+    match &model.head {
+        Head::MaskedLm(mlm) => {
+            let cols = expected["mlm_logits_cols"].to_dtype(candle_core::DType::U32).unwrap();
+            let logits = mlm.forward(&hidden).unwrap().index_select(&cols, 1).unwrap();
+            for b in 0..sequences.len() {
+                record(&format!("mlm_logits.{b}"), &rows(&logits, b), &expected[&format!("mlm_logits.{b}")]);
+            }
+        }
+        Head::SequenceClassification(head) => {
+            record("seq_logits", &head.sequence_logits(&hidden, &batch).unwrap(), &expected["seq_logits"]);
+        }
+        Head::TokenClassification(head) => {
+            let logits = head.token_logits(&hidden).unwrap();
+            for b in 0..sequences.len() {
+                record(&format!("token_logits.{b}"), &rows(&logits, b), &expected[&format!("token_logits.{b}")]);
+            }
+        }
+        Head::None => {}
+    }
+    // Every sequence alone must give what it gives inside the batch (no cross-sequence leaks).
+    for (b, seq) in sequences.iter().enumerate() {
+        let alone = model.backbone.forward(&Batch::new(&[seq]).unwrap()).unwrap();
+        record(&format!("alone.{b}"), &alone, &expected[&format!("hidden.{b}")]);
+    }
+    diffs
+}
+
+fn assert_fixture(name: &str) {
+    let diffs = check(name);
+    let worst = diffs.iter().map(|(_, d)| *d).fold(0f32, f32::max);
+    println!("{name}: max abs diff {worst:.3e} over {} outputs", diffs.len());
+    for (what, d) in &diffs {
+        assert!(*d <= TOLERANCE, "{name}: {what} differs from HF by {d:e} (> {TOLERANCE:e})");
+    }
+}
+
+macro_rules! fixtures {
+    ($($test:ident => $dir:literal),* $(,)?) => {
+        $(#[test] fn $test() { assert_fixture($dir); })*
+    };
+}
+
+fixtures! {
+    tiny_mlm => "tiny-mlm",
+    long_window => "long-window",
+    odd_dims => "odd-dims",
+    seqcls_mean => "seqcls-mean",
+    seqcls_cls => "seqcls-cls",
+    tokencls => "tokencls",
+    bf16 => "bf16",
+    backbone_sharded => "backbone-sharded",
+}
