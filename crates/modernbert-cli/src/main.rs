@@ -2,6 +2,8 @@
 //! one object per input; errors are one line on stderr with a non-zero exit code.
 
 mod input;
+mod serve;
+mod train;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -74,6 +76,10 @@ enum Command {
         model: ModelArgs,
         texts: Vec<String>,
     },
+    #[command(flatten)]
+    Train(train::Commands),
+    #[command(flatten)]
+    Serve(serve::Commands),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -138,6 +144,8 @@ fn run(cli: Cli) -> Result<()> {
                 emit(&mut out, &json!({ "ids": e.ids, "tokens": e.tokens, "offsets": e.offsets }))?;
             }
         }
+        Command::Train(command) => train::run(command)?,
+        Command::Serve(command) => serve::run(command)?,
     }
     Ok(())
 }

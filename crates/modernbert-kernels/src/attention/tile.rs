@@ -15,31 +15,26 @@ pub(crate) const KT: usize = 64;
 /// Query rows per register block.
 pub(crate) const ROWS: usize = 4;
 
+/// `s[r][0..16 * npan] = q[r] . keys` for `r < rows`: `(q, rows, d, kp, npan, s)`.
+pub(crate) type QkFn = unsafe fn(&[f32], usize, usize, &[f32], usize, &mut [f32]);
+/// Online-softmax update of every row: `(s, ncols, ranges, m, l, alpha)`. Masks `s[r]` to
+/// `ranges[r]`, turns it into probabilities relative to the new running max `m[r]`, updates
+/// the running sum `l[r]`, and writes the factor `alpha[r]` by which the row's accumulated
+/// output must be rescaled.
+pub(crate) type SoftmaxFn =
+    unsafe fn(&mut [f32], usize, &[(usize, usize)], &mut [f32], &mut [f32], &mut [f32]);
+/// `o[r] = o[r] * alpha[r] + sum_j s[r][j] * v[j]` for `r < rows`, `j < nkeys`:
+/// `(s, rows, nkeys, v, dp, o, alpha)`.
+pub(crate) type PvFn = unsafe fn(&[f32], usize, usize, &[f32], usize, &mut [f32], &[f32]);
+
 /// The three tile kernels of one instruction set.
 pub(crate) struct TileKernels {
-    /// `s[r][0..16 * npan] = q[r] . keys` for `r < rows`.
-    pub qk: unsafe fn(q: &[f32], rows: usize, d: usize, kp: &[f32], npan: usize, s: &mut [f32]),
-    /// Online-softmax update of every row: masks `s[r]` to `ranges[r]`, turns it into
-    /// probabilities relative to the new running max, updates `m` and `l`, and writes the
-    /// factor `alpha[r]` by which the row's accumulated output must be rescaled.
-    pub softmax: unsafe fn(
-        s: &mut [f32],
-        ncols: usize,
-        ranges: &[(usize, usize)],
-        m: &mut [f32],
-        l: &mut [f32],
-        alpha: &mut [f32],
-    ),
-    /// `o[r] = o[r] * alpha[r] + sum_j s[r][j] * v[j]` for `r < rows`, `j < nkeys`.
-    pub pv: unsafe fn(
-        s: &[f32],
-        rows: usize,
-        nkeys: usize,
-        v: &[f32],
-        dp: usize,
-        o: &mut [f32],
-        alpha: &[f32],
-    ),
+    /// See [`QkFn`].
+    pub qk: QkFn,
+    /// See [`SoftmaxFn`].
+    pub softmax: SoftmaxFn,
+    /// See [`PvFn`].
+    pub pv: PvFn,
 }
 
 /// Portable Rust versions (fixed 16-wide inner loops the compiler can vectorize).

@@ -1,0 +1,1 @@
+//! HTTP serving for ModernBERT (TEI-compatible routes, OpenAI embeddings, dynamic batching).
