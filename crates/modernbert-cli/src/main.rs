@@ -1,8 +1,11 @@
 //! `modernbert`: run ModernBERT checkpoints from the command line. Output is JSON on stdout,
 //! one object per input; errors are one line on stderr with a non-zero exit code.
 
+mod bench;
 mod input;
+#[cfg(feature = "serve")]
 mod serve;
+#[cfg(feature = "train")]
 mod train;
 
 use anyhow::{Context, Result};
@@ -12,6 +15,11 @@ use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
+
+// mimalloc keeps freed activation buffers for reuse; glibc returns large blocks to the OS after
+// every op, so each layer would page-fault its buffers in again.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "modernbert", version, about = "Fast ModernBERT inference")]
@@ -76,8 +84,12 @@ enum Command {
         model: ModelArgs,
         texts: Vec<String>,
     },
+    /// Throughput benchmark on the paper's synthetic sets (random weights by default).
+    Bench(bench::BenchArgs),
+    #[cfg(feature = "train")]
     #[command(flatten)]
     Train(train::Commands),
+    #[cfg(feature = "serve")]
     #[command(flatten)]
     Serve(serve::Commands),
 }
@@ -144,7 +156,10 @@ fn run(cli: Cli) -> Result<()> {
                 emit(&mut out, &json!({ "ids": e.ids, "tokens": e.tokens, "offsets": e.offsets }))?;
             }
         }
+        Command::Bench(args) => bench::run(args)?,
+        #[cfg(feature = "train")]
         Command::Train(command) => train::run(command)?,
+        #[cfg(feature = "serve")]
         Command::Serve(command) => serve::run(command)?,
     }
     Ok(())

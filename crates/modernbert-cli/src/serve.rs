@@ -6,13 +6,14 @@ use clap::Subcommand;
 /// Serving subcommands.
 #[derive(Subcommand)]
 pub enum Commands {
-    /// Serve a model over HTTP (not implemented yet).
-    Serve,
+    /// Serve a model over HTTP: text-embeddings-inference routes (/embed, /rerank, /predict, ...)
+    /// and OpenAI /v1/embeddings, with dynamic batching. Stops gracefully on SIGTERM or Ctrl-C.
+    Serve(modernbert_server::ServeArgs),
 }
 
 /// Runs a serving subcommand.
 pub fn run(command: Commands) -> Result<()> {
     match command {
-        Commands::Serve => anyhow::bail!("`modernbert serve` is not implemented yet"),
+        Commands::Serve(args) => modernbert_server::run(args),
     }
 }

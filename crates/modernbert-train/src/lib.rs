@@ -3,6 +3,17 @@
 //!
 //! Data flows `shards → packer → masking → MlmBatch → trainer`. [`MlmBatch`] is the one type
 //! the data side hands to the model side.
+//!
+//! Model side: [`model`] (differentiable ModernBERT, HF parameter names), [`ops`] (fused CPU ops
+//! with backward passes), [`params`] (names, shapes, init classes), [`rng`] (deterministic streams).
+
+pub mod data;
+pub mod model;
+pub mod ops;
+pub mod optim;
+pub mod params;
+pub mod rng;
+pub mod st;
 
 /// One micro-batch for masked-LM training, unpadded: documents are concatenated and
 /// described by `cu_seqlens` (no attention across documents, RoPE positions restart per document).

@@ -258,6 +258,17 @@ impl Config {
         })
     }
 
+    /// The released configuration of `answerdotai/ModernBERT-base` (`"base"`) or `-large` (`"large"`).
+    pub fn preset(name: &str) -> Option<Self> {
+        let json = match name {
+            "base" => r#"{"model_type":"modernbert","architectures":["ModernBertForMaskedLM"],"classifier_pooling":"mean"}"#,
+            "large" => r#"{"model_type":"modernbert","architectures":["ModernBertForMaskedLM"],"classifier_pooling":"mean",
+                "hidden_size":1024,"intermediate_size":2624,"num_hidden_layers":28,"num_attention_heads":16}"#,
+            _ => return None,
+        };
+        Some(Self::from_json(json).expect("preset configs are valid"))
+    }
+
     /// Dimension of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads

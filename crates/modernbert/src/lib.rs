@@ -54,14 +54,19 @@ impl Model {
         }
         let config = Config::from_file(&config_path)?;
         let weights = weights::Weights::from_dir(dir, &Device::Cpu)?;
-        let backbone = ModernBert::load(&weights, &config)?;
-        let head = Head::load(&weights, &config, &backbone)?;
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = if tokenizer_path.exists() {
             Some(Tokenizer::from_file(&tokenizer_path, config.max_position_embeddings)?)
         } else {
             None
         };
+        Self::from_weights(config, &weights, tokenizer, dir)
+    }
+
+    /// Builds a model from already-open weights (e.g. [`weights::Weights::random`]).
+    pub fn from_weights(config: Config, weights: &weights::Weights, tokenizer: Option<Tokenizer>, dir: &Path) -> Result<Self> {
+        let backbone = ModernBert::load(weights, &config)?;
+        let head = Head::load(weights, &config, &backbone)?;
         Ok(Self { config, backbone, head, tokenizer, dir: dir.to_path_buf() })
     }
 

@@ -3,12 +3,20 @@
 use crate::error::{Error, Result};
 use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-/// The tensors of a checkpoint directory, memory-mapped.
+/// Where the tensors come from.
+enum Source {
+    /// A checkpoint directory, memory-mapped.
+    Mapped(MmapedSafetensors),
+    /// Tensors built in memory (random init for benchmarks, tests).
+    Memory(HashMap<String, Tensor>),
+}
+
+/// The tensors of a checkpoint.
 pub struct Weights {
-    st: MmapedSafetensors,
+    source: Source,
     names: BTreeSet<String>,
     /// `"model."` for task checkpoints, `""` for a bare backbone.
     backbone_prefix: &'static str,
@@ -46,7 +54,14 @@ impl Weights {
                 dir.display()
             )));
         };
-        Ok(Self { st, names, backbone_prefix, device: device.clone() })
+        Ok(Self { source: Source::Mapped(st), names, backbone_prefix, device: device.clone() })
+    }
+
+    /// Wraps tensors held in memory, named like a checkpoint's.
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, device: &Device) -> Result<Self> {
+        let names: BTreeSet<String> = tensors.keys().cloned().collect();
+        let backbone_prefix = if names.contains("model.embeddings.tok_embeddings.weight") { "model." } else { "" };
+        Ok(Self { source: Source::Memory(tensors), names, backbone_prefix, device: device.clone() })
     }
 
     /// Whether a head tensor (no prefix) exists.
@@ -69,16 +84,18 @@ impl Weights {
         if !self.names.contains(name) {
             return Err(Error::Weights(format!("missing tensor `{name}` (expected shape {shape:?})")));
         }
-        let view = self.st.get(name).map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))?;
-        if view.shape() != shape {
-            return Err(Error::Weights(format!(
-                "tensor `{name}` has shape {:?}, expected {shape:?}",
-                view.shape()
-            )));
-        }
-        let tensor = view
-            .load(&self.device)
-            .map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))?;
+        let tensor = match &self.source {
+            Source::Mapped(st) => {
+                let view = st.get(name).map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))?;
+                check_shape(name, view.shape(), shape)?;
+                view.load(&self.device).map_err(|e| Error::Weights(format!("tensor `{name}`: {e}")))?
+            }
+            Source::Memory(tensors) => {
+                let t = &tensors[name];
+                check_shape(name, t.dims(), shape)?;
+                t.to_device(&self.device)?
+            }
+        };
         match tensor.dtype() {
             DType::F32 => Ok(tensor),
             DType::BF16 | DType::F16 | DType::F64 => Ok(tensor.to_dtype(DType::F32)?),
@@ -99,6 +116,13 @@ impl Weights {
     pub fn device(&self) -> &Device {
         &self.device
     }
+}
+
+fn check_shape(name: &str, found: &[usize], expected: &[usize]) -> Result<()> {
+    if found != expected {
+        return Err(Error::Weights(format!("tensor `{name}` has shape {found:?}, expected {expected:?}")));
+    }
+    Ok(())
 }
 
 /// The safetensors files of a checkpoint directory.
@@ -123,4 +147,43 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
         return Err(Error::Weights(format!("{}: empty weight_map", index.display())));
     }
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+impl Weights {
+    /// Random weights for `cfg` (normal, σ = 0.02; norms = 1), named like an HF masked-LM
+    /// checkpoint. For benchmarks: speed does not depend on the values.
+    pub fn random(cfg: &crate::Config, device: &Device) -> Result<Self> {
+        let (d, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+        let mut shapes: Vec<(String, Vec<usize>)> = vec![
+            ("model.embeddings.tok_embeddings.weight".into(), vec![v, d]),
+            ("model.embeddings.norm.weight".into(), vec![d]),
+            ("model.final_norm.weight".into(), vec![d]),
+            ("head.dense.weight".into(), vec![d, d]),
+            ("head.norm.weight".into(), vec![d]),
+            ("decoder.bias".into(), vec![v]),
+        ];
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            if l > 0 {
+                shapes.push((format!("{p}.attn_norm.weight"), vec![d]));
+            }
+            shapes.push((format!("{p}.attn.Wqkv.weight"), vec![3 * d, d]));
+            shapes.push((format!("{p}.attn.Wo.weight"), vec![d, d]));
+            shapes.push((format!("{p}.mlp_norm.weight"), vec![d]));
+            shapes.push((format!("{p}.mlp.Wi.weight"), vec![2 * i, d]));
+            shapes.push((format!("{p}.mlp.Wo.weight"), vec![d, i]));
+        }
+        let tensors = shapes
+            .into_iter()
+            .map(|(name, shape)| {
+                let t = if shape.len() == 1 {
+                    Tensor::ones(shape, candle_core::DType::F32, device)?
+                } else {
+                    Tensor::randn(0f32, 0.02, shape, device)?
+                };
+                Ok((name, t))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        Self::from_tensors(tensors, device)
+    }
 }

@@ -1,0 +1,404 @@
+//! bf16 linear layer: `y = x · Wᵀ` with bf16 weights and activations, `f32` accumulation
+//! (AVX512-BF16 `vdpbf16ps`), for any shape.
+//!
+//! Arithmetic: `W` and `x` are rounded to bf16 (round to nearest even, like
+//! `tensor.to(torch.bfloat16)`); every product of two bf16 values is exact in `f32` and the
+//! products are summed in `f32`. The summation order differs between the AVX-512 path
+//! (pairs of `k` per `vdpbf16ps`, k blocks of [`KGC_MAX`] pairs) and the portable path, so
+//! results agree to `f32` rounding (≲ 1e-6 relative to `Σ|x||w|`), not bit for bit.
+//! `vdpbf16ps` treats bf16 subnormals (`|v| < 1.2e-38`) as zero.
+
+use crate::gemm_pack::{
+    f32_to_bf16_bits, packed_stride, with_scratch, AlignedCells, Panels, Plan, SendPtr, LANES, MR,
+    NR,
+};
+
+/// Pairs of `k` per k block: one block of a panel is `KGC_MAX * 192` bytes (24 KiB), half of
+/// Zen 5's L1D.
+const KGC_MAX: usize = 128;
+
+/// Which code path a [`Bf16Linear`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bf16Path {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Bf16Path {
+    pub(crate) fn active() -> Bf16Path {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::Isa::active() != crate::Isa::Portable && bf16_native() {
+                return Bf16Path::Avx512;
+            }
+        }
+        Bf16Path::Portable
+    }
+    pub(crate) fn available() -> Vec<Bf16Path> {
+        let mut v = vec![Bf16Path::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if bf16_native() {
+            v.push(Bf16Path::Avx512);
+        }
+        v
+    }
+}
+
+/// Whether this CPU has the AVX512-BF16 kernels (`avx512f`, `avx512bw`, `avx512bf16`).
+/// Without them [`Bf16Linear`] runs a portable path with the same arithmetic.
+pub fn bf16_native() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Weights packed once at load time for the bf16 GEMM.
+#[derive(Clone, Debug)]
+pub struct Bf16Linear {
+    pn: Panels,
+    /// Cells: two bf16 (`k = 2g` low half, `2g + 1` high half) of one output column.
+    w: AlignedCells,
+}
+
+impl Bf16Linear {
+    /// Packs `weight` (`[out_features, in_features]`, row-major, PyTorch's `nn.Linear`
+    /// layout), rounding it to bf16 (round to nearest even, like torch).
+    pub fn new(weight: &[f32], out_features: usize, in_features: usize) -> Self {
+        assert_eq!(
+            weight.len(),
+            out_features * in_features,
+            "weight is not [{out_features}, {in_features}]"
+        );
+        let pn = Panels::new(out_features, in_features, 2);
+        let inn = in_features;
+        let w = pn.pack(|o, g| {
+            let k = 2 * g;
+            let lo = f32_to_bf16_bits(weight[o * inn + k]) as u32;
+            let hi = if k + 1 < inn {
+                f32_to_bf16_bits(weight[o * inn + k + 1]) as u32
+            } else {
+                0
+            };
+            lo | hi << 16
+        });
+        Bf16Linear { pn, w }
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.pn.out
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.pn.inn
+    }
+
+    /// The stored (bf16-rounded) weight `W[o, k]` as `f32`.
+    pub fn weight(&self, o: usize, k: usize) -> f32 {
+        assert!(o < self.pn.out && k < self.pn.inn);
+        let (p, c) = (o / NR, o % NR);
+        let cell = self.w.as_slice()[self.pn.offset(p) + (k / 2) * self.pn.nv(p) * LANES + c];
+        f32::from_bits(if k % 2 == 0 { cell << 16 } else { cell & 0xFFFF_0000 })
+    }
+
+    /// `y = x · Wᵀ` for `rows` rows of `f32` input (`[rows, in_features]`, rounded to bf16 on
+    /// the fly); `y` (`[rows, out_features]`) is overwritten.
+    pub fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        self.forward_with(Bf16Path::active(), x, rows, y);
+    }
+
+    /// Slow scalar version of [`Bf16Linear::forward`]: products of the bf16-rounded operands
+    /// summed in `f64`, then rounded to `f32` (what the fast paths approximate to `f32`
+    /// rounding).
+    pub fn forward_reference(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        let (out, inn) = (self.pn.out, self.pn.inn);
+        assert_eq!(x.len(), rows * inn);
+        assert_eq!(y.len(), rows * out);
+        let wt: Vec<f32> = (0..out * inn)
+            .map(|i| self.weight(i / inn, i % inn))
+            .collect();
+        for r in 0..rows {
+            let xr: Vec<f32> = x[r * inn..][..inn]
+                .iter()
+                .map(|&v| crate::gemm_pack::round_to_bf16(v))
+                .collect();
+            for o in 0..out {
+                let wr = &wt[o * inn..][..inn];
+                let s: f64 = xr.iter().zip(wr).map(|(&a, &b)| a as f64 * b as f64).sum();
+                y[r * out + o] = s as f32;
+            }
+        }
+    }
+
+    pub(crate) fn forward_with(&self, path: Bf16Path, x: &[f32], rows: usize, y: &mut [f32]) {
+        let pn = &self.pn;
+        assert_eq!(x.len(), rows * pn.inn, "x is not [{rows}, {}]", pn.inn);
+        assert_eq!(y.len(), rows * pn.out, "y is not [{rows}, {}]", pn.out);
+        if rows == 0 {
+            return;
+        }
+        let plan = Plan::new(rows, pn, KGC_MAX);
+        let xs = packed_stride(pn.groups);
+        let yp = SendPtr(y.as_mut_ptr());
+        let w = self.w.as_slice();
+        plan.run(rows, pn.n_panels, |r0, r1, p0, p1| {
+            let yp = yp;
+            let nr = r1 - r0;
+            with_scratch(nr * xs, |xb| {
+                pack_rows(path, &x[r0 * pn.inn..r1 * pn.inn], pn.inn, xb, xs);
+                for p in p0..p1 {
+                    let (nv, width) = (pn.nv(p), pn.width(p));
+                    let wpanel = &w[pn.offset(p)..][..pn.groups * nv * LANES];
+                    let mut g0 = 0;
+                    while g0 < pn.groups {
+                        let kg = plan.kgc.min(pn.groups - g0);
+                        let mut i = 0;
+                        while i < nr {
+                            let m = MR.min(nr - i);
+                            // SAFETY: rows r0+i .. r0+i+m and columns p*NR .. p*NR+width of
+                            // y belong to this task only; xb holds nr rows of xs cells.
+                            unsafe {
+                                let yt = yp.0.add((r0 + i) * pn.out + p * NR);
+                                let xt = xb.as_ptr().add(i * xs + g0);
+                                let wt = wpanel.as_ptr().add(g0 * nv * LANES);
+                                micro(path, m, nv, kg, xt, xs, wt, yt, pn.out, width, g0 == 0);
+                            }
+                            i += m;
+                        }
+                        g0 += kg;
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// Rounds rows of `x` (`inn` wide) to bf16 pairs: row `r` goes to `out[r * xs ..]`, cell `g`
+/// = `x[2g] | x[2g+1] << 16`, zero past the end of the row.
+fn pack_rows(path: Bf16Path, x: &[f32], inn: usize, out: &mut [u32], xs: usize) {
+    let groups = inn.div_ceil(2);
+    for (xr, or) in x.chunks_exact(inn).zip(out.chunks_exact_mut(xs)) {
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the Avx512 path is only chosen when bf16_native() holds.
+            Bf16Path::Avx512 => unsafe { avx512::pack_row(xr, &mut or[..groups]) },
+            Bf16Path::Portable => {
+                for (g, c) in or[..groups].iter_mut().enumerate() {
+                    let lo = f32_to_bf16_bits(xr[2 * g]) as u32;
+                    let hi = xr.get(2 * g + 1).map_or(0, |&v| f32_to_bf16_bits(v) as u32);
+                    *c = lo | hi << 16;
+                }
+            }
+        }
+    }
+}
+
+/// One microkernel call: `m <= MR` rows × one panel (`nv` vectors, `width` valid columns),
+/// `kg` pairs of k. `first`: start from zero, else accumulate onto `y`.
+///
+/// # Safety
+/// `x` holds `m` rows of stride `xs` with `kg` cells each, `w` holds `kg * nv * 16` cells,
+/// `y` has `m` rows of stride `ys` with `width` writable columns.
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro(
+    path: Bf16Path,
+    m: usize,
+    nv: usize,
+    kg: usize,
+    x: *const u32,
+    xs: usize,
+    w: *const u32,
+    y: *mut f32,
+    ys: usize,
+    width: usize,
+    first: bool,
+) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        Bf16Path::Avx512 => avx512::micro(m, nv, kg, x, xs, w, y, ys, width, first),
+        Bf16Path::Portable => portable_micro(m, nv, kg, x, xs, w, y, ys, width, first),
+    }
+}
+
+/// Plain-Rust microkernel (autovectorised over the 48 columns).
+#[allow(clippy::too_many_arguments)]
+unsafe fn portable_micro(
+    m: usize,
+    nv: usize,
+    kg: usize,
+    x: *const u32,
+    xs: usize,
+    w: *const u32,
+    y: *mut f32,
+    ys: usize,
+    width: usize,
+    first: bool,
+) {
+    let mut acc = [[0f32; NR]; MR];
+    if !first {
+        for (i, a) in acc.iter_mut().enumerate().take(m) {
+            for (c, v) in a.iter_mut().enumerate().take(width) {
+                *v = *y.add(i * ys + c);
+            }
+        }
+    }
+    let stride = nv * LANES;
+    for g in 0..kg {
+        let wc = std::slice::from_raw_parts(w.add(g * stride), stride);
+        let mut lo = [0f32; NR];
+        let mut hi = [0f32; NR];
+        for c in 0..stride {
+            lo[c] = f32::from_bits(wc[c] << 16);
+            hi[c] = f32::from_bits(wc[c] & 0xFFFF_0000);
+        }
+        for (i, a) in acc.iter_mut().enumerate().take(m) {
+            let xc = *x.add(i * xs + g);
+            let (xl, xh) = (f32::from_bits(xc << 16), f32::from_bits(xc & 0xFFFF_0000));
+            for c in 0..stride {
+                // Products of bf16 values are exact in f32, so this is what an FMA gives.
+                a[c] += xl * lo[c];
+                a[c] += xh * hi[c];
+            }
+        }
+    }
+    for (i, a) in acc.iter().enumerate().take(m) {
+        for (c, &v) in a.iter().enumerate().take(width) {
+            *y.add(i * ys + c) = v;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{LANES, MR};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    fn mask(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// Rounds one row to bf16 pairs (`out.len() == ceil(x.len() / 2)`), round to nearest
+    /// even with NaN → 0x7FC0, exactly like [`crate::gemm_pack::f32_to_bf16_bits`].
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn pack_row(x: &[f32], out: &mut [u32]) {
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn round(v: __m512) -> __m512i {
+            let b = _mm512_castps_si512(v);
+            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+            let r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb);
+            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7FC0_0000))
+        }
+        // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
+        let idx = _mm512_set_epi16(
+            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23,
+            21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+        );
+        let n = x.len();
+        let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+        let mut k = 0;
+        while k + 32 <= n {
+            let a = round(_mm512_loadu_ps(xp.add(k)));
+            let b = round(_mm512_loadu_ps(xp.add(k + 16)));
+            _mm512_storeu_si512(op.add(k / 2) as *mut _, _mm512_permutex2var_epi16(a, idx, b));
+            k += 32;
+        }
+        if k < n {
+            let rem = n - k;
+            let a = round(_mm512_maskz_loadu_ps(mask(rem), xp.add(k)));
+            let b = round(_mm512_maskz_loadu_ps(mask(rem.saturating_sub(16)), xp.add(k + 16)));
+            let v = _mm512_permutex2var_epi16(a, idx, b);
+            _mm512_mask_storeu_epi32(op.add(k / 2) as *mut _, mask(rem.div_ceil(2)), v);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    unsafe fn kernel<const M: usize, const NV: usize>(
+        kg: usize,
+        x: *const u32,
+        xs: usize,
+        w: *const u32,
+        y: *mut f32,
+        ys: usize,
+        width: usize,
+        first: bool,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NV]; M];
+        if !first {
+            for (i, a) in acc.iter_mut().enumerate() {
+                for (v, av) in a.iter_mut().enumerate() {
+                    let mk = mask(width.saturating_sub(v * LANES));
+                    *av = _mm512_maskz_loadu_ps(mk, y.add(i * ys + v * LANES));
+                }
+            }
+        }
+        let mut wp = w;
+        let mut xp = x;
+        for _ in 0..kg {
+            let mut wv = [_mm512_setzero_si512(); NV];
+            for (v, wvv) in wv.iter_mut().enumerate() {
+                *wvv = _mm512_load_si512(wp.add(v * LANES) as *const _);
+            }
+            for (i, a) in acc.iter_mut().enumerate() {
+                let b: __m512bh = std::mem::transmute(_mm512_set1_epi32(*xp.add(i * xs) as i32));
+                for (v, av) in a.iter_mut().enumerate() {
+                    *av = _mm512_dpbf16_ps(*av, b, std::mem::transmute::<__m512i, __m512bh>(wv[v]));
+                }
+            }
+            wp = wp.add(NV * LANES);
+            xp = xp.add(1);
+        }
+        for (i, a) in acc.iter().enumerate() {
+            for (v, av) in a.iter().enumerate() {
+                let mk = mask(width.saturating_sub(v * LANES));
+                _mm512_mask_storeu_ps(y.add(i * ys + v * LANES), mk, *av);
+            }
+        }
+    }
+
+    macro_rules! dispatch {
+        ($m:expr, $nv:expr, $args:tt; $($mm:literal)*) => {
+            match ($m, $nv) {
+                $(
+                    ($mm, 3) => kernel::<$mm, 3> $args,
+                    ($mm, 2) => kernel::<$mm, 2> $args,
+                    ($mm, 1) => kernel::<$mm, 1> $args,
+                )*
+                _ => unreachable!(),
+            }
+        };
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub(super) unsafe fn micro(
+        m: usize,
+        nv: usize,
+        kg: usize,
+        x: *const u32,
+        xs: usize,
+        w: *const u32,
+        y: *mut f32,
+        ys: usize,
+        width: usize,
+        first: bool,
+    ) {
+        debug_assert!(m >= 1 && m <= MR);
+        dispatch!(m, nv, (kg, x, xs, w, y, ys, width, first); 1 2 3 4 5 6 7 8)
+    }
+}

@@ -1,0 +1,286 @@
+//! Dynamic batching: a queue of tokenized sequences and the model worker thread(s) that drain it.
+//!
+//! Handlers push sequences (already tokenized, off the model thread) and await one reply per
+//! sequence. A worker that becomes free takes the oldest waiting sequence, adds the waiting
+//! sequences closest to it in length until `max_batch_tokens` (or `max_batch_requests`) is
+//! reached, runs one unpadded forward pass on its own OS thread (never on the async runtime) and
+//! answers every sequence of the batch. Sequences that arrive while the model is busy are picked
+//! up by the next batch, so batches grow with load and a lone request never waits for company.
+
+use crate::metrics::Metrics;
+use modernbert::{Batch, Head, Model, Pooling};
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// What a handler needs from the model for one sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// The pooled sentence vector (server pooling), not normalised.
+    Pooled,
+    /// Every token's final hidden state.
+    Tokens,
+    /// Sequence-classification logits.
+    Logits,
+}
+
+/// The model's answer for one sequence.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Pooled(Vec<f32>),
+    Tokens(Vec<Vec<f32>>),
+    Logits(Vec<f32>),
+}
+
+/// Where the time of one sequence went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Waiting for a batch.
+    pub queue: Duration,
+    /// The batch's forward pass.
+    pub inference: Duration,
+}
+
+/// One sequence's reply: its output, or the reason inference failed.
+pub type Reply = Result<(Output, Timing), String>;
+
+/// Batch limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most tokens in one forward pass (a longer single sequence still runs, alone).
+    pub max_batch_tokens: usize,
+    /// Most sequences in one forward pass.
+    pub max_batch_requests: Option<usize>,
+}
+
+struct Item {
+    ids: Vec<u32>,
+    want: Want,
+    enqueued: Instant,
+    reply: oneshot::Sender<Reply>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+/// The queue plus its model workers.
+pub struct Batcher {
+    shared: Arc<Shared>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Batcher {
+    /// Starts `workers` model threads (at least one) that share `model`.
+    pub fn start(model: Arc<Model>, pooling: Pooling, limits: Limits, workers: usize, metrics: Arc<Metrics>) -> Self {
+        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), wake: Condvar::new(), limits, metrics });
+        let handles = (0..workers.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                let model = model.clone();
+                std::thread::Builder::new()
+                    .name(format!("model-{i}"))
+                    .spawn(move || worker(&shared, &model, pooling))
+                    .expect("spawning a model thread")
+            })
+            .collect();
+        Self { shared, workers: Mutex::new(handles) }
+    }
+
+    /// Queues the sequences of one request; the receivers answer in the same order.
+    /// After [`Batcher::shutdown`] the receivers report the queue as closed.
+    pub fn submit(&self, sequences: Vec<Vec<u32>>, want: Want) -> Vec<oneshot::Receiver<Reply>> {
+        let now = Instant::now();
+        let mut receivers = Vec::with_capacity(sequences.len());
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        for ids in sequences {
+            let (reply, rx) = oneshot::channel();
+            receivers.push(rx);
+            if queue.closed {
+                let _ = reply.send(Err("the server is shutting down".into()));
+            } else {
+                self.shared.metrics.input_length.observe(ids.len() as f64);
+                queue.items.push_back(Item { ids, want, enqueued: now, reply });
+            }
+        }
+        self.shared.metrics.queue_size.store(queue.items.len() as i64, Relaxed);
+        drop(queue);
+        self.shared.wake.notify_all();
+        receivers
+    }
+
+    /// Lets the workers finish what is queued, then stops and joins them.
+    pub fn shutdown(&self) {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.shared.wake.notify_all();
+        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn worker(shared: &Shared, model: &Model, pooling: Pooling) {
+    loop {
+        let batch = {
+            let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            while queue.items.is_empty() && !queue.closed {
+                queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+            if queue.items.is_empty() {
+                return;
+            }
+            let batch = next_batch(&mut queue.items, shared.limits);
+            shared.metrics.queue_size.store(queue.items.len() as i64, Relaxed);
+            batch
+        };
+        let start = Instant::now();
+        let sequences: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
+        let wants: Vec<Want> = batch.iter().map(|i| i.want).collect();
+        let result = catch_unwind(AssertUnwindSafe(|| forward(model, pooling, &sequences, &wants)))
+            .unwrap_or_else(|panic| Err(format!("inference panicked: {}", panic_message(&panic))));
+        let inference = start.elapsed();
+        let m = &shared.metrics;
+        let tokens: usize = sequences.iter().map(|s| s.len()).sum();
+        m.batch_size.observe(batch.len() as f64);
+        m.batch_tokens.observe(tokens as f64);
+        m.inputs.fetch_add(batch.len() as u64, Relaxed);
+        m.tokens.fetch_add(tokens as u64, Relaxed);
+        match result {
+            Ok(outputs) => {
+                for (item, output) in batch.into_iter().zip(outputs) {
+                    let timing = Timing { queue: start.duration_since(item.enqueued), inference };
+                    m.queue_duration.observe_duration(timing.queue);
+                    m.inference_duration.observe_duration(inference);
+                    let _ = item.reply.send(Ok((output, timing)));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, sequences = sequences.len(), tokens, "inference failed");
+                for item in batch {
+                    let _ = item.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Takes the oldest item, then the items closest to it in length, within the limits.
+fn next_batch(items: &mut VecDeque<Item>, limits: Limits) -> Vec<Item> {
+    let anchor = items.pop_front().expect("queue is not empty");
+    let max_sequences = limits.max_batch_requests.unwrap_or(usize::MAX).max(1);
+    let mut budget = limits.max_batch_tokens.saturating_sub(anchor.ids.len());
+    let len = anchor.ids.len();
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| (items[i].ids.len().abs_diff(len), i));
+    let mut chosen = Vec::new();
+    for i in order {
+        if chosen.len() + 1 >= max_sequences || budget == 0 {
+            break;
+        }
+        if items[i].ids.len() <= budget {
+            budget -= items[i].ids.len();
+            chosen.push(i);
+        }
+    }
+    chosen.sort_unstable_by(|a, b| b.cmp(a));
+    let mut batch = vec![anchor];
+    batch.extend(chosen.into_iter().map(|i| items.remove(i).expect("index in range")));
+    batch
+}
+
+/// One forward pass over `sequences`, and what each sequence wants from it.
+fn forward(model: &Model, pooling: Pooling, sequences: &[&[u32]], wants: &[Want]) -> Result<Vec<Output>, String> {
+    let err = |e: modernbert::Error| e.to_string();
+    let batch = Batch::new(sequences).map_err(err)?;
+    let hidden = model.backbone.forward(&batch).map_err(err)?;
+    let tensor_err = |e: candle_core::Error| e.to_string();
+    let pooled = if wants.contains(&Want::Pooled) {
+        let p = modernbert::pooling::pool(&hidden, &batch, pooling).map_err(err)?;
+        Some(p.to_vec2::<f32>().map_err(tensor_err)?)
+    } else {
+        None
+    };
+    let logits = if wants.contains(&Want::Logits) {
+        let Head::SequenceClassification(head) = &model.head else {
+            return Err(format!("{} has no sequence-classification head", model.head.name()));
+        };
+        Some(head.sequence_logits(&hidden, &batch).map_err(err)?.to_vec2::<f32>().map_err(tensor_err)?)
+    } else {
+        None
+    };
+    // Rows of `pooled` / `logits` are per sequence of the batch, whatever each one wants.
+    let (mut pooled, mut logits) = (pooled.unwrap_or_default(), logits.unwrap_or_default());
+    wants
+        .iter()
+        .enumerate()
+        .map(|(b, want)| {
+            Ok(match want {
+                Want::Pooled => Output::Pooled(std::mem::take(&mut pooled[b])),
+                Want::Logits => Output::Logits(std::mem::take(&mut logits[b])),
+                Want::Tokens => {
+                    let r = batch.range(b);
+                    Output::Tokens(hidden.narrow(0, r.start, r.len()).and_then(|h| h.to_vec2::<f32>()).map_err(tensor_err)?)
+                }
+            })
+        })
+        .collect()
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Compile-time check: the model can be shared by worker threads.
+#[allow(dead_code)]
+fn assert_model_is_shareable() {
+    fn is<T: Send + Sync>() {}
+    is::<Model>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(len: usize) -> Item {
+        let (reply, _) = oneshot::channel();
+        Item { ids: vec![1; len], want: Want::Pooled, enqueued: Instant::now(), reply }
+    }
+
+    #[test]
+    fn batches_take_the_oldest_then_similar_lengths() {
+        let mut q: VecDeque<Item> = [100, 10, 90, 120, 5].into_iter().map(item).collect();
+        let b = next_batch(&mut q, Limits { max_batch_tokens: 310, max_batch_requests: None });
+        let lens: Vec<usize> = b.iter().map(|i| i.ids.len()).collect();
+        assert_eq!(lens, vec![100, 120, 90]);
+        assert_eq!(q.iter().map(|i| i.ids.len()).collect::<Vec<_>>(), vec![10, 5]);
+        let b = next_batch(&mut q, Limits { max_batch_tokens: 320, max_batch_requests: Some(1) });
+        assert_eq!(b.len(), 1);
+        // A sequence longer than the budget still runs, alone.
+        let mut q: VecDeque<Item> = [500, 10].into_iter().map(item).collect();
+        assert_eq!(next_batch(&mut q, Limits { max_batch_tokens: 100, max_batch_requests: None }).len(), 1);
+    }
+}

@@ -1,0 +1,216 @@
+//! Tokenization for the server: text (or token ids) → the ids the model sees, with TEI's
+//! `truncate` / `truncation_direction` / `prompt_name` options. Runs on the blocking pool,
+//! never on the model thread.
+//!
+//! The library's tokenizer truncates from the right only and clones itself for every truncated
+//! call; the server needs left truncation too, so it keeps three pre-configured copies of the
+//! same `tokenizer.json` (no truncation, right, left), set up like the library's.
+
+use crate::error::ApiError;
+use crate::types::{Direction, EncodeOptions, Input, SimpleToken};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::path::Path;
+use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
+
+/// Tokenizers and prompts of the served model.
+pub struct Encoder {
+    plain: tokenizers::Tokenizer,
+    right: tokenizers::Tokenizer,
+    left: tokenizers::Tokenizer,
+    max_input: usize,
+    vocab: usize,
+    auto_truncate: bool,
+    prompts: HashMap<String, String>,
+    default_prompt: Option<String>,
+}
+
+/// One text or text pair to encode.
+pub type Sequence = (Input, Option<String>);
+
+impl Encoder {
+    /// Loads `dir/tokenizer.json` and the sentence-transformers prompts
+    /// (`config_sentence_transformers.json`, if any). Inputs may have `max_input` tokens;
+    /// token ids must be below `vocab`.
+    pub fn load(dir: &Path, max_input: usize, vocab: usize, auto_truncate: bool) -> Result<Self> {
+        let path = dir.join("tokenizer.json");
+        let mut plain = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        plain.with_truncation(None).map_err(anyhow::Error::msg)?;
+        plain.with_padding(None);
+        let truncating = |direction| -> Result<tokenizers::Tokenizer> {
+            let mut t = plain.clone();
+            t.with_truncation(Some(TruncationParams {
+                max_length: max_input,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction,
+            }))
+            .map_err(anyhow::Error::msg)?;
+            Ok(t)
+        };
+        let right = truncating(TruncationDirection::Right)?;
+        let left = truncating(TruncationDirection::Left)?;
+        let (prompts, default_prompt) = read_prompts(dir)?;
+        Ok(Self { plain, right, left, max_input, vocab, auto_truncate, prompts, default_prompt })
+    }
+
+    /// The longest input, in tokens, that the model accepts.
+    pub fn max_input(&self) -> usize {
+        self.max_input
+    }
+
+    /// Whether `truncate` defaults to true (`--auto-truncate`).
+    pub fn auto_truncate(&self) -> bool {
+        self.auto_truncate
+    }
+
+    /// The prompt text for `name` (or the default prompt when `name` is `None`).
+    pub fn prompt(&self, name: Option<&str>) -> Result<Option<&str>, ApiError> {
+        match name {
+            None => Ok(self.default_prompt.as_deref().and_then(|d| self.prompts.get(d)).map(String::as_str)),
+            Some(n) => match self.prompts.get(n) {
+                Some(p) => Ok(Some(p)),
+                None if self.prompts.is_empty() => Err(ApiError::tokenizer(format!(
+                    "prompt_name {n:?} given, but the model has no prompts (config_sentence_transformers.json)"
+                ))),
+                None => {
+                    let mut known: Vec<&str> = self.prompts.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    Err(ApiError::tokenizer(format!("prompt_name {n:?} is not one of the model's prompts {known:?}")))
+                }
+            },
+        }
+    }
+
+    /// Encodes every sequence with special tokens; errors name the input's index.
+    pub fn encode_all(&self, sequences: &[Sequence], options: &EncodeOptions) -> Result<Vec<Vec<u32>>, ApiError> {
+        let prompt = self.prompt(options.prompt_name.as_deref())?;
+        let truncate = options.truncate.unwrap_or(self.auto_truncate);
+        sequences
+            .iter()
+            .enumerate()
+            .map(|(i, (input, pair))| {
+                if matches!(input, Input::Ids(_)) && options.prompt_name.is_some() {
+                    return Err(ApiError::tokenizer(format!("input {i}: prompt_name cannot apply to token ids")));
+                }
+                self.encode(i, input, pair.as_deref(), prompt, truncate, options.truncation_direction)
+            })
+            .collect()
+    }
+
+    fn encode(
+        &self,
+        index: usize,
+        input: &Input,
+        pair: Option<&str>,
+        prompt: Option<&str>,
+        truncate: bool,
+        direction: Direction,
+    ) -> Result<Vec<u32>, ApiError> {
+        let ids = match input {
+            Input::Ids(ids) => {
+                if ids.is_empty() {
+                    return Err(ApiError::empty(format!("input {index} has no token ids")));
+                }
+                if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab) {
+                    return Err(ApiError::tokenizer(format!(
+                        "input {index}: token id {bad} is outside the vocabulary of {}",
+                        self.vocab
+                    )));
+                }
+                let mut ids = ids.clone();
+                if truncate && ids.len() > self.max_input {
+                    match direction {
+                        Direction::Right => ids.truncate(self.max_input),
+                        Direction::Left => {
+                            ids.drain(..ids.len() - self.max_input);
+                        }
+                    }
+                }
+                ids
+            }
+            Input::Text(text) => {
+                if text.trim().is_empty() || pair.is_some_and(|p| p.trim().is_empty()) {
+                    return Err(ApiError::empty(format!("input {index} is empty")));
+                }
+                let prompted;
+                let text = match prompt {
+                    Some(p) => {
+                        prompted = format!("{p}{text}");
+                        prompted.as_str()
+                    }
+                    None => text.as_str(),
+                };
+                let tokenizer = match (truncate, direction) {
+                    (false, _) => &self.plain,
+                    (true, Direction::Right) => &self.right,
+                    (true, Direction::Left) => &self.left,
+                };
+                let encoding = match pair {
+                    None => tokenizer.encode(text, true),
+                    Some(p) => tokenizer.encode((text, p), true),
+                }
+                .map_err(|e| ApiError::tokenizer(format!("input {index}: {e}")))?;
+                encoding.get_ids().to_vec()
+            }
+        };
+        if ids.len() > self.max_input {
+            return Err(ApiError::validation(format!(
+                "input {index} has {} tokens, more than the model's maximum of {}; send \"truncate\": true to cut it",
+                ids.len(),
+                self.max_input
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// Tokens of `text` as TEI's `/tokenize` reports them (byte offsets; specials without offsets).
+    pub fn tokenize(&self, text: &str, add_special_tokens: bool, prompt: Option<&str>) -> Result<Vec<SimpleToken>, ApiError> {
+        let text = match prompt {
+            Some(p) => format!("{p}{text}"),
+            None => text.to_string(),
+        };
+        let enc = self.plain.encode(text.as_str(), add_special_tokens).map_err(|e| ApiError::tokenizer(e.to_string()))?;
+        Ok(enc
+            .get_ids()
+            .iter()
+            .zip(enc.get_special_tokens_mask())
+            .zip(enc.get_offsets())
+            .zip(enc.get_tokens())
+            .map(|(((&id, &special), &(start, stop)), token)| {
+                if special == 1 {
+                    SimpleToken { id, text: token.clone(), special: true, start: None, stop: None }
+                } else {
+                    let piece = text.get(start..stop).unwrap_or(token).to_string();
+                    SimpleToken { id, text: piece, special: false, start: Some(start), stop: Some(stop) }
+                }
+            })
+            .collect())
+    }
+
+    /// Decodes ids to text.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, ApiError> {
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab) {
+            return Err(ApiError::tokenizer(format!("token id {bad} is outside the vocabulary of {}", self.vocab)));
+        }
+        self.plain.decode(ids, skip_special_tokens).map_err(|e| ApiError::tokenizer(e.to_string()))
+    }
+}
+
+/// `prompts` and `default_prompt_name` of `config_sentence_transformers.json`.
+fn read_prompts(dir: &Path) -> Result<(HashMap<String, String>, Option<String>)> {
+    let path = dir.join("config_sentence_transformers.json");
+    if !path.is_file() {
+        return Ok((HashMap::new(), None));
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let prompts = json["prompts"]
+        .as_object()
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default();
+    let default = json["default_prompt_name"].as_str().map(str::to_string);
+    Ok((prompts, default))
+}

@@ -1,0 +1,531 @@
+//! A differentiable ModernBERT masked-LM (spec §3) built on candle autograd.
+//!
+//! Parameters are candle [`Var`]s named exactly like HF (`model.layers.{i}.attn.Wqkv.weight`, …,
+//! `head.dense.weight`, `decoder.bias`); the decoder is tied to the token embedding. The batch is
+//! unpadded ([`MlmBatch`]): documents are concatenated, RoPE positions restart in every document,
+//! attention never crosses a document boundary and local layers see `|i − j| ≤ local_attention/2`.
+//!
+//! Two implementations of the non-GEMM parts share this module (see [`Kernels`]):
+//! * `Composed`: only differentiable candle primitives (LayerNorm from mean/var, rotate-half RoPE
+//!   with cos/sin tables, dense per-chunk attention with an additive band/block mask, softmax from
+//!   `exp`/`sum`, exact erf GELU). This is the reference the fused path is tested against.
+//! * `Fused`: custom ops with hand-written backward passes ([`crate::ops`]), much faster on CPU.
+//!
+//! Fused `candle_nn` ops (`layer_norm`, `rope`, `softmax_last_dim`) are never used: they silently
+//! have no gradient (framework notes §2.2).
+
+use crate::ops;
+use crate::params::{param_specs, ParamSpec};
+use crate::rng::Rng;
+use crate::MlmBatch;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var, D};
+use modernbert::config::{Activation, LayerType};
+use modernbert::Config;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use modernbert_kernels::RopeTable;
+
+/// Dropout probabilities used in training (inference never drops).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DropoutConfig {
+    /// After the embedding LayerNorm (`embedding_dropout`).
+    pub embedding: f32,
+    /// After the attention output projection `Wo` (FlexBERT `attn_out_dropout_prob`, 0.1 in the paper).
+    pub attn_out: f32,
+    /// Between the GeGLU and the MLP `Wo` (`mlp_dropout`).
+    pub mlp: f32,
+}
+
+impl Default for DropoutConfig {
+    fn default() -> Self {
+        Self { embedding: 0.0, attn_out: 0.1, mlp: 0.0 }
+    }
+}
+
+impl DropoutConfig {
+    /// No dropout anywhere.
+    pub fn none() -> Self {
+        Self { embedding: 0.0, attn_out: 0.0, mlp: 0.0 }
+    }
+}
+
+/// Which implementation of the non-GEMM ops the forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// Differentiable candle primitives only (reference).
+    Composed,
+    /// Fused CPU kernels with analytic backward passes (default).
+    #[default]
+    Fused,
+}
+
+/// Identifies one forward pass for dropout: masks are drawn from `Rng::keyed(seed, [step, micro, site])`.
+#[derive(Debug, Clone, Copy)]
+pub struct DropoutKey {
+    /// Run seed.
+    pub seed: u64,
+    /// Optimizer step.
+    pub step: u64,
+    /// Micro-batch index inside the step.
+    pub micro: u64,
+}
+
+/// Loss and counts of one masked-LM forward pass.
+pub struct MlmOutput {
+    /// Mean cross-entropy over the predicted tokens (a scalar with a gradient graph).
+    pub loss: Tensor,
+    /// Number of predicted (label ≠ −100) tokens.
+    pub num_predicted: usize,
+    /// How many of them the arg-max prediction gets right.
+    pub correct: usize,
+}
+
+/// RoPE for one θ: the table (fused path) and, for the composed path, cos/sin for every token
+/// of the batch with positions restarting per document, `[T, 1, d]` each.
+struct Rope {
+    table: Arc<RopeTable>,
+    cos: Option<Tensor>,
+    sin: Option<Tensor>,
+}
+
+/// Host-side preparation shared by all layers of one forward pass.
+struct Prepared {
+    ids: Tensor,
+    cu_seqlens: Vec<u32>,
+    global: Rope,
+    local: Rope,
+    /// Composed attention: chunks of whole documents with their additive masks.
+    chunks: Vec<Chunk>,
+}
+
+struct Chunk {
+    start: usize,
+    len: usize,
+    global_mask: Tensor,
+    local_mask: Tensor,
+}
+
+/// The differentiable ModernBERT masked-LM model.
+pub struct TrainModel {
+    config: Config,
+    vars: BTreeMap<String, Var>,
+    kernels: Kernels,
+    device: Device,
+}
+
+/// Large finite negative used for masked attention scores (−inf would make NaNs, spec G1).
+const MASKED: f32 = -1.0e30;
+/// Composed attention groups consecutive documents into chunks of about this many tokens.
+const CHUNK_TOKENS: usize = 512;
+
+impl TrainModel {
+    /// Wraps named tensors (every name of [`param_specs`], shapes checked) as trainable variables.
+    pub fn from_tensors(config: Config, tensors: &BTreeMap<String, Tensor>) -> Result<Self> {
+        let device = Device::Cpu;
+        let mut vars = BTreeMap::new();
+        for ParamSpec { name, shape, .. } in param_specs(&config) {
+            let t = tensors.get(&name).with_context(|| format!("missing parameter `{name}`"))?;
+            if t.dims() != shape.as_slice() {
+                bail!("parameter `{name}` has shape {:?}, expected {shape:?}", t.dims());
+            }
+            vars.insert(name, Var::from_tensor(&t.to_dtype(DType::F32)?.contiguous()?)?);
+        }
+        check_config(&config)?;
+        Ok(Self { config, vars, kernels: Kernels::default(), device })
+    }
+
+    /// Loads a `ModernBertForMaskedLM` checkpoint directory (config.json + safetensors).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let config = Config::from_file(&dir.join("config.json"))?;
+        let tensors = load_checkpoint_tensors(dir, &config)?;
+        Self::from_tensors(config, &tensors)
+    }
+
+    /// Selects the op implementation (builder style).
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
+    }
+
+    /// The op implementation in use.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// The model configuration (RoPE θ may be changed between phases with [`Self::set_rope_theta`]).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Sets the RoPE bases of global and local layers (context extension changes them).
+    pub fn set_rope_theta(&mut self, global: f64, local: f64) {
+        self.config.global_rope_theta = global;
+        self.config.local_rope_theta = local;
+    }
+
+    /// The trainable variables by HF name.
+    pub fn vars(&self) -> &BTreeMap<String, Var> {
+        &self.vars
+    }
+
+    /// One variable by HF name.
+    pub fn var(&self, name: &str) -> Result<&Var> {
+        self.vars.get(name).with_context(|| format!("no parameter `{name}`"))
+    }
+
+    fn p(&self, name: &str) -> Result<&Tensor> {
+        Ok(self.var(name)?.as_tensor())
+    }
+
+    fn p_opt(&self, name: &str) -> Option<&Tensor> {
+        self.vars.get(name).map(|v| v.as_tensor())
+    }
+
+    /// Current parameter values (detached copies), e.g. for saving.
+    pub fn tensors(&self) -> BTreeMap<String, Tensor> {
+        self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect()
+    }
+
+    fn prepare(&self, input_ids: &[u32], cu_seqlens: &[u32]) -> Result<Prepared> {
+        let n = input_ids.len();
+        if cu_seqlens.first() != Some(&0) || cu_seqlens.last().map(|&e| e as usize) != Some(n) {
+            bail!("cu_seqlens {:?} does not cover {n} tokens", short(cu_seqlens));
+        }
+        if cu_seqlens.windows(2).any(|w| w[1] <= w[0]) {
+            bail!("cu_seqlens must be strictly increasing (no empty documents)");
+        }
+        let vocab = self.config.vocab_size as u32;
+        if let Some(bad) = input_ids.iter().find(|&&id| id >= vocab) {
+            bail!("token id {bad} is outside the vocabulary of {vocab}");
+        }
+        let mut positions = Vec::with_capacity(n);
+        for w in cu_seqlens.windows(2) {
+            positions.extend(0..w[1] - w[0]);
+        }
+        let max_pos = *positions.iter().max().unwrap_or(&0) as usize;
+        if max_pos >= self.config.max_position_embeddings {
+            bail!("a document has {} tokens, more than max_position_embeddings", max_pos + 1);
+        }
+        let d = self.config.head_dim();
+        let composed = self.kernels == Kernels::Composed;
+        let rope = |theta: f64| rope_tables(theta, d, max_pos + 1, composed.then_some(&positions[..]), &self.device);
+        let global = rope(self.config.global_rope_theta)?;
+        let local = rope(self.config.local_rope_theta)?;
+        let chunks = if composed { self.chunks(cu_seqlens)? } else { Vec::new() };
+        Ok(Prepared {
+            ids: Tensor::from_slice(input_ids, n, &self.device)?,
+            cu_seqlens: cu_seqlens.to_vec(),
+            global,
+            local,
+            chunks,
+        })
+    }
+
+    /// Groups whole documents into chunks and builds each chunk's additive masks `[n, n]`.
+    fn chunks(&self, cu: &[u32]) -> Result<Vec<Chunk>> {
+        let half = (self.config.local_attention / 2) as i64;
+        let mut out = Vec::new();
+        let mut b = 0;
+        let docs = cu.len() - 1;
+        while b < docs {
+            let start = cu[b] as usize;
+            let mut e = b + 1;
+            while e < docs && (cu[e + 1] as usize - start) <= CHUNK_TOKENS {
+                e += 1;
+            }
+            let len = cu[e] as usize - start;
+            let mut doc = vec![0u32; len];
+            for (k, w) in cu[b..=e].windows(2).enumerate() {
+                doc[w[0] as usize - start..w[1] as usize - start].fill(k as u32);
+            }
+            let mut global = vec![MASKED; len * len];
+            let mut local = vec![MASKED; len * len];
+            for i in 0..len {
+                for j in 0..len {
+                    if doc[i] == doc[j] {
+                        global[i * len + j] = 0.0;
+                        if (i as i64 - j as i64).abs() <= half {
+                            local[i * len + j] = 0.0;
+                        }
+                    }
+                }
+            }
+            out.push(Chunk {
+                start,
+                len,
+                global_mask: Tensor::from_vec(global, (len, len), &self.device)?,
+                local_mask: Tensor::from_vec(local, (len, len), &self.device)?,
+            });
+            b = e;
+        }
+        Ok(out)
+    }
+
+    /// Runs the encoder: `[T]` ids → `[T, hidden]` after `final_norm`.
+    pub fn forward_hidden(&self, input_ids: &[u32], cu_seqlens: &[u32], dropout: Option<(DropoutConfig, DropoutKey)>) -> Result<Tensor> {
+        let prep = self.prepare(input_ids, cu_seqlens)?;
+        self.encode(&prep, dropout)
+    }
+
+    fn encode(&self, prep: &Prepared, dropout: Option<(DropoutConfig, DropoutKey)>) -> Result<Tensor> {
+        let cfg = &self.config;
+        let drop = |x: Tensor, p: f32, site: u64| -> Result<Tensor> {
+            match dropout {
+                Some((_, key)) if p > 0.0 => apply_dropout(&x, p, key, site),
+                _ => Ok(x),
+            }
+        };
+        let dc = dropout.map(|d| d.0).unwrap_or_else(DropoutConfig::none);
+        let emb = self.p("model.embeddings.tok_embeddings.weight")?.index_select(&prep.ids, 0)?;
+        let mut h = self.norm(&emb, "model.embeddings.norm")?;
+        h = drop(h, dc.embedding, 0)?;
+        for l in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            let a = if l == 0 { h.clone() } else { self.norm(&h, &format!("{p}.attn_norm"))? };
+            let attn = self.attention(&a, l, prep)?;
+            let attn = drop(attn, dc.attn_out, 1 + 2 * l as u64)?;
+            h = (h + attn)?;
+            let m = self.norm(&h, &format!("{p}.mlp_norm"))?;
+            let wi = self.linear(&m, &format!("{p}.mlp.Wi"))?;
+            let gated = self.glu(&wi)?;
+            let gated = drop(gated, dc.mlp, 2 + 2 * l as u64)?;
+            h = (h + self.linear(&gated, &format!("{p}.mlp.Wo"))?)?;
+        }
+        self.norm(&h, "model.final_norm")
+    }
+
+    fn linear(&self, x: &Tensor, name: &str) -> Result<Tensor> {
+        let y = x.matmul(&self.p(&format!("{name}.weight"))?.t()?)?;
+        Ok(match self.p_opt(&format!("{name}.bias")) {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
+    fn norm(&self, x: &Tensor, name: &str) -> Result<Tensor> {
+        let w = self.p(&format!("{name}.weight"))?;
+        let y = match self.kernels {
+            Kernels::Composed => layer_norm_composed(x, w, self.config.norm_eps)?,
+            Kernels::Fused => ops::layer_norm(x, w, self.config.norm_eps as f32)?,
+        };
+        Ok(match self.p_opt(&format!("{name}.bias")) {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
+    fn glu(&self, wi: &Tensor) -> Result<Tensor> {
+        let inter = self.config.intermediate_size;
+        match (self.kernels, self.config.hidden_activation) {
+            (Kernels::Fused, Activation::Gelu) => ops::geglu(wi),
+            (_, act) => {
+                let u = wi.narrow(D::Minus1, 0, inter)?;
+                let g = wi.narrow(D::Minus1, inter, inter)?;
+                Ok((activate(act, &u)? * g)?)
+            }
+        }
+    }
+
+    fn attention(&self, a: &Tensor, layer: usize, prep: &Prepared) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (h, d) = (cfg.num_attention_heads, cfg.head_dim());
+        let p = format!("model.layers.{layer}.attn");
+        let qkv = self.linear(a, &format!("{p}.Wqkv"))?;
+        let local = cfg.layer_types[layer] == LayerType::Local;
+        let rope = if local { &prep.local } else { &prep.global };
+        let out = match self.kernels {
+            Kernels::Fused => {
+                let window = local.then_some(cfg.local_attention / 2);
+                ops::attention(&qkv, &prep.cu_seqlens, h, d, rope.table.clone(), window)?
+            }
+            Kernels::Composed => {
+                let t = qkv.dim(0)?;
+                let qkv = qkv.reshape((t, 3, h, d))?;
+                let q = rotary(&qkv.narrow(1, 0, 1)?.squeeze(1)?, rope)?;
+                let k = rotary(&qkv.narrow(1, 1, 1)?.squeeze(1)?, rope)?;
+                let v = qkv.narrow(1, 2, 1)?.squeeze(1)?;
+                let scale = (d as f64).powf(-0.5);
+                let mut outs = Vec::with_capacity(prep.chunks.len());
+                for c in &prep.chunks {
+                    let qc = q.narrow(0, c.start, c.len)?.transpose(0, 1)?.contiguous()?;
+                    let kc = k.narrow(0, c.start, c.len)?.transpose(0, 1)?.contiguous()?;
+                    let vc = v.narrow(0, c.start, c.len)?.transpose(0, 1)?.contiguous()?;
+                    let mask = if local { &c.local_mask } else { &c.global_mask };
+                    let scores = (qc.matmul(&kc.t()?)? * scale)?.broadcast_add(mask)?;
+                    let probs = softmax_composed(&scores)?;
+                    let o = probs.matmul(&vc)?.transpose(0, 1)?.reshape((c.len, h * d))?;
+                    outs.push(o);
+                }
+                Tensor::cat(&outs, 0)?
+            }
+        };
+        self.linear(&out, &format!("{p}.Wo"))
+    }
+
+    /// MLM logits `[rows, vocab]` for hidden rows `[rows, hidden]` (prediction head + tied decoder).
+    pub fn mlm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let x = self.linear(hidden, "head.dense")?;
+        let x = activate(self.config.classifier_activation, &x)?;
+        let x = self.norm(&x, "head.norm")?;
+        let y = x.matmul(&self.p("model.embeddings.tok_embeddings.weight")?.t()?)?;
+        Ok(match self.p_opt("decoder.bias") {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+
+    /// Masked-LM loss with sparse prediction: the head and decoder run only on rows whose label is
+    /// not −100; the loss is the mean cross-entropy over those rows.
+    pub fn mlm_loss(&self, batch: &MlmBatch, dropout: Option<(DropoutConfig, DropoutKey)>) -> Result<MlmOutput> {
+        if batch.labels.len() != batch.input_ids.len() {
+            bail!("{} labels for {} tokens", batch.labels.len(), batch.input_ids.len());
+        }
+        let (rows, targets): (Vec<u32>, Vec<u32>) = batch
+            .labels
+            .iter()
+            .enumerate()
+            .filter(|(_, &l)| l != -100)
+            .map(|(i, &l)| (i as u32, l as u32))
+            .unzip();
+        if rows.is_empty() {
+            bail!("the batch has no predicted tokens (every label is -100)");
+        }
+        if let Some(bad) = targets.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            bail!("label {bad} is outside the vocabulary");
+        }
+        let hidden = self.forward_hidden(&batch.input_ids, &batch.cu_seqlens, dropout)?;
+        let m = rows.len();
+        let sel = hidden.index_select(&Tensor::from_vec(rows, m, &self.device)?, 0)?;
+        let logits = self.mlm_logits(&sel)?;
+        let loss = match self.kernels {
+            Kernels::Fused => ops::cross_entropy(&logits, &targets)?,
+            Kernels::Composed => {
+                cross_entropy_mean(&logits, &Tensor::from_vec(targets.clone(), (m, 1), &self.device)?)?
+            }
+        };
+        let pred = logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let correct = pred.iter().zip(&targets).filter(|(a, b)| a == b).count();
+        Ok(MlmOutput { loss, num_predicted: m, correct })
+    }
+}
+
+/// Refuses configs the training model cannot represent.
+fn check_config(cfg: &Config) -> Result<()> {
+    if !cfg.tie_word_embeddings {
+        bail!("training needs tie_word_embeddings = true (the decoder is the token embedding)");
+    }
+    Ok(())
+}
+
+fn short(v: &[u32]) -> String {
+    if v.len() <= 8 {
+        format!("{v:?}")
+    } else {
+        format!("[{}, {}, .., {}] ({} entries)", v[0], v[1], v[v.len() - 1], v.len())
+    }
+}
+
+/// Reads every parameter of a checkpoint directory by its full HF name (prefix added for bare backbones).
+pub fn load_checkpoint_tensors(dir: &Path, config: &Config) -> Result<BTreeMap<String, Tensor>> {
+    let w = modernbert::weights::Weights::from_dir(dir, &Device::Cpu)?;
+    let mut out = BTreeMap::new();
+    for spec in param_specs(config) {
+        let t = match spec.name.strip_prefix("model.") {
+            Some(backbone) => w.backbone(backbone, &spec.shape)?,
+            None => w.get(&spec.name, &spec.shape)?,
+        };
+        out.insert(spec.name, t);
+    }
+    Ok(out)
+}
+
+/// RoPE for base `theta` up to `max_positions`, computed like HF (`inv_freq` and angles in f32);
+/// with `positions`, also the per-token `[T, 1, d]` cos/sin tensors of the composed path.
+fn rope_tables(theta: f64, head_dim: usize, max_positions: usize, positions: Option<&[u32]>, device: &Device) -> Result<Rope> {
+    let table = Arc::new(RopeTable::new(theta as f32, head_dim, max_positions));
+    let (mut cos_t, mut sin_t) = (None, None);
+    if let Some(positions) = positions {
+        let n = positions.len();
+        let mut cos = Vec::with_capacity(n * head_dim);
+        let mut sin = Vec::with_capacity(n * head_dim);
+        for &p in positions {
+            let (c, s) = table.row(p as usize);
+            for _ in 0..2 {
+                cos.extend_from_slice(c);
+                sin.extend_from_slice(s);
+            }
+        }
+        cos_t = Some(Tensor::from_vec(cos, (n, 1, head_dim), device)?);
+        sin_t = Some(Tensor::from_vec(sin, (n, 1, head_dim), device)?);
+    }
+    Ok(Rope { table, cos: cos_t, sin: sin_t })
+}
+
+/// `x·cos + rotate_half(x)·sin` on `[T, H, d]`.
+fn rotary(x: &Tensor, rope: &Rope) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    let (cos, sin) = rope.cos.as_ref().zip(rope.sin.as_ref()).context("composed RoPE tables missing")?;
+    Ok((x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?)?)
+}
+
+/// Bias-free LayerNorm from differentiable primitives (biased variance, eps inside the sqrt).
+pub fn layer_norm_composed(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let y = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(y.broadcast_mul(weight)?)
+}
+
+/// Softmax over the last dimension from `exp`/`sum` (the max shift carries no gradient, as it cancels).
+pub fn softmax_composed(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
+}
+
+/// Mean cross-entropy of `logits [M, V]` against `targets [M, 1]` (u32).
+pub fn cross_entropy_mean(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let picked = shifted.gather(targets, D::Minus1)?;
+    Ok((lse - picked)?.mean_all()?)
+}
+
+/// Exact activations; GELU is `0.5·x·(1 + erf(x/√2))` composed so its backward is exact too.
+fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
+    Ok(match act {
+        Activation::Gelu => ((x * 0.5)? * ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)?)?,
+        Activation::GeluTanh => x.gelu()?,
+        Activation::Relu => x.relu()?,
+        Activation::Silu => x.silu()?,
+        Activation::Tanh => x.tanh()?,
+    })
+}
+
+/// Inverted dropout with a mask drawn from the stateless stream `(seed, step, micro, site)`.
+fn apply_dropout(x: &Tensor, p: f32, key: DropoutKey, site: u64) -> Result<Tensor> {
+    let n = x.elem_count();
+    let mut rng = Rng::keyed(key.seed, &[key.step, key.micro, site]);
+    let keep = 1.0 / (1.0 - p);
+    let threshold = (p as f64 * 4_294_967_296.0) as u64;
+    let mut mask = Vec::with_capacity(n);
+    while mask.len() < n {
+        let r = rng.next_u64();
+        for half in [r & 0xFFFF_FFFF, r >> 32] {
+            if mask.len() < n {
+                mask.push(if half < threshold { 0.0 } else { keep });
+            }
+        }
+    }
+    let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
+    Ok((x * mask)?)
+}

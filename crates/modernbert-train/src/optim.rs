@@ -1,0 +1,181 @@
+//! StableAdamW (spec §7.4), exactly as FlexBERT/optimī run it for ModernBERT:
+//!
+//! ```text
+//! β̂1 = (β1^t − β1)/(β1^t − 1)      β̂2 = (β2^t − β2)/(β2^t − 1)      (bias correction in the betas)
+//! m ← m + (1 − β̂1)(g − m)          v ← β̂2·v + (1 − β̂2)·g²
+//! RMS = sqrt(mean(g² / max(v, ε²)))                                   (per tensor)
+//! η = lr_t / max(1, RMS)                                              (update clipping)
+//! p ← p·(1 − (η / max_lr)·wd)                                         (fully decoupled weight decay)
+//! p ← p − η·m / (sqrt(v) + ε)
+//! ```
+//!
+//! Parameter groups: no weight decay for tensors with ndim ≤ 1 or names ending in `.bias`
+//! (LayerNorm weights, `decoder.bias`), and — by default, as the issue asks — none for the token
+//! embedding either ([`OptimizerConfig::decay_embeddings`] = false; the authors' code decays it).
+
+use crate::model::TrainModel;
+use crate::st::{self, HostTensor};
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Hyper-parameters of StableAdamW (learning rate and weight decay come from the phase schedule).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerConfig {
+    /// β1 (0.9).
+    pub beta1: f64,
+    /// β2 (0.98).
+    pub beta2: f64,
+    /// ε (1e-6).
+    pub eps: f64,
+    /// Whether `model.embeddings.tok_embeddings.weight` is weight-decayed (the authors: yes; issue 4: no).
+    pub decay_embeddings: bool,
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        Self { beta1: 0.9, beta2: 0.98, eps: 1e-6, decay_embeddings: false }
+    }
+}
+
+/// Whether a parameter gets weight decay.
+pub fn decays(name: &str, ndim: usize, cfg: &OptimizerConfig) -> bool {
+    if ndim <= 1 || name.ends_with(".bias") {
+        return false;
+    }
+    cfg.decay_embeddings || name != "model.embeddings.tok_embeddings.weight"
+}
+
+struct State {
+    m: Vec<f32>,
+    v: Vec<f32>,
+    decay: bool,
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepStats {
+    /// Global L2 norm of the gradients.
+    pub grad_norm: f64,
+    /// Number of tensors whose update was clipped (RMS > 1).
+    pub clipped: usize,
+}
+
+/// StableAdamW with per-parameter state.
+pub struct StableAdamW {
+    cfg: OptimizerConfig,
+    step: u64,
+    state: BTreeMap<String, State>,
+}
+
+impl StableAdamW {
+    /// Fresh state (zeros) for every variable of `model`.
+    pub fn new(cfg: OptimizerConfig, model: &TrainModel) -> Self {
+        let state = model
+            .vars()
+            .iter()
+            .map(|(name, var)| {
+                let n = var.elem_count();
+                let decay = decays(name, var.rank(), &cfg);
+                (name.clone(), State { m: vec![0.0; n], v: vec![0.0; n], decay })
+            })
+            .collect();
+        Self { cfg, step: 0, state }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// Names of the parameters that are weight-decayed.
+    pub fn decayed(&self) -> Vec<&str> {
+        self.state.iter().filter(|(_, s)| s.decay).map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Applies one update to every variable of `model` from `grads` (by name). A parameter with
+    /// no gradient is treated as having a zero gradient (its moments still decay).
+    pub fn step(&mut self, model: &TrainModel, grads: &BTreeMap<String, Tensor>, lr: f64, max_lr: f64, weight_decay: f64) -> Result<StepStats> {
+        self.step += 1;
+        let t = self.step as i32;
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        let b1h = (b1.powi(t) - b1) / (b1.powi(t) - 1.0);
+        let b2h = (b2.powi(t) - b2) / (b2.powi(t) - 1.0);
+        let (one_m_b1, b2f, one_m_b2) = ((1.0 - b1h) as f32, b2h as f32, (1.0 - b2h) as f32);
+        let eps = self.cfg.eps as f32;
+        let eps2 = eps * eps;
+        let mut stats = StepStats::default();
+        let mut sq = 0f64;
+        for (name, var) in model.vars() {
+            let s = self.state.get_mut(name).with_context(|| format!("no optimizer state for `{name}`"))?;
+            let g: Vec<f32> = match grads.get(name) {
+                Some(g) => g.flatten_all()?.to_vec1()?,
+                None => vec![0.0; s.m.len()],
+            };
+            if g.len() != s.m.len() {
+                bail!("gradient of `{name}` has {} values, expected {}", g.len(), s.m.len());
+            }
+            let mut ratio = 0f64;
+            for ((m, v), &gi) in s.m.iter_mut().zip(s.v.iter_mut()).zip(&g) {
+                *m += one_m_b1 * (gi - *m);
+                *v = b2f * *v + one_m_b2 * (gi * gi);
+                ratio += (gi * gi / v.max(eps2)) as f64;
+                sq += (gi as f64) * (gi as f64);
+            }
+            let rms = (ratio / g.len().max(1) as f64).sqrt();
+            if rms > 1.0 {
+                stats.clipped += 1;
+            }
+            let eta = lr / rms.max(1.0);
+            let mut p: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
+            let etaf = eta as f32;
+            if weight_decay > 0.0 && s.decay {
+                let keep = (1.0 - eta / max_lr * weight_decay) as f32;
+                for x in &mut p {
+                    *x *= keep;
+                }
+            }
+            for ((x, m), v) in p.iter_mut().zip(&s.m).zip(&s.v) {
+                *x -= etaf * m / (v.sqrt() + eps);
+            }
+            var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
+        }
+        stats.grad_norm = sq.sqrt();
+        Ok(stats)
+    }
+
+    /// Saves the moments and step count to a safetensors file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut tensors = BTreeMap::new();
+        for (name, s) in &self.state {
+            tensors.insert(format!("{name}.exp_avg"), HostTensor { shape: vec![s.m.len()], data: s.m.clone() });
+            tensors.insert(format!("{name}.exp_avg_sq"), HostTensor { shape: vec![s.v.len()], data: s.v.clone() });
+        }
+        let meta = HashMap::from([
+            ("step".to_string(), self.step.to_string()),
+            ("optimizer".to_string(), "StableAdamW".to_string()),
+            ("config".to_string(), serde_json::to_string(&self.cfg)?),
+        ]);
+        st::save(path, &tensors, meta)
+    }
+
+    /// Restores state written by [`Self::save`] for the same parameters.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let (mut tensors, meta) = st::load(path)?;
+        self.step = meta.get("step").and_then(|s| s.parse().ok()).context("optimizer state has no step")?;
+        for (name, s) in &mut self.state {
+            for (suffix, dst) in [("exp_avg", &mut s.m), ("exp_avg_sq", &mut s.v)] {
+                let t = tensors
+                    .remove(&format!("{name}.{suffix}"))
+                    .with_context(|| format!("{}: no `{name}.{suffix}`", path.display()))?;
+                if t.data.len() != dst.len() {
+                    bail!("{}: `{name}.{suffix}` has {} values, expected {}", path.display(), t.data.len(), dst.len());
+                }
+                *dst = t.data;
+            }
+        }
+        Ok(())
+    }
+}
