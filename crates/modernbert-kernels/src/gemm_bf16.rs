@@ -182,7 +182,7 @@ impl Bf16Linear {
 
 /// Rounds rows of `x` (`inn` wide) to bf16 pairs: row `r` goes to `out[r * xs ..]`, cell `g`
 /// = `x[2g] | x[2g+1] << 16`, zero past the end of the row.
-fn pack_rows(path: Bf16Path, x: &[f32], inn: usize, out: &mut [u32], xs: usize) {
+pub(crate) fn pack_rows(path: Bf16Path, x: &[f32], inn: usize, out: &mut [u32], xs: usize) {
     let groups = inn.div_ceil(2);
     for (xr, or) in x.chunks_exact(inn).zip(out.chunks_exact_mut(xs)) {
         match path {

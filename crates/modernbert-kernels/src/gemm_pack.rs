@@ -34,20 +34,18 @@ const MIN_PARALLEL_MACS: usize = 1 << 20;
 pub(crate) struct Panels {
     pub out: usize,
     pub inn: usize,
-    /// `k` per cell: 2 (bf16) or 4 (int8).
-    pub group: usize,
     /// Cells along `k`: `ceil(inn / group)`.
     pub groups: usize,
     pub n_panels: usize,
 }
 
 impl Panels {
+    /// `group`: `k` per cell, 2 (bf16) or 4 (int8).
     pub fn new(out: usize, inn: usize, group: usize) -> Self {
         assert!(out > 0 && inn > 0, "empty linear layer ({out} x {inn})");
         Panels {
             out,
             inn,
-            group,
             groups: inn.div_ceil(group),
             n_panels: out.div_ceil(NR),
         }

@@ -17,6 +17,11 @@
 
 pub mod attention;
 pub mod geglu;
+pub mod gemm_bf16;
+pub mod gemm_int8;
+mod gemm_pack;
+#[cfg(test)]
+mod gemm_tests;
 mod isa;
 mod math;
 pub mod norm;
@@ -30,6 +35,9 @@ mod x86;
 
 pub use attention::attention_varlen;
 pub use geglu::{geglu, gelu_erf};
+pub use gemm_bf16::{bf16_native, Bf16Linear};
+pub use gemm_int8::{int8_native, Int8Linear};
+pub use gemm_pack::{bf16_bits_to_f32, f32_to_bf16_bits, round_to_bf16};
 pub use isa::Isa;
 pub use norm::{add_layer_norm, layer_norm, layer_norm_inplace};
 pub use rope::RopeTable;

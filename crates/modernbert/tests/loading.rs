@@ -85,3 +85,24 @@ fn present_decoder_weight_is_used() {
     let diff = logits.broadcast_sub(&bias).unwrap().abs().unwrap().max_all().unwrap();
     assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
 }
+
+#[test]
+fn f16_checkpoint_loads_as_its_rounded_f32_values() {
+    use candle_core::DType;
+    let src = fixture("seqcls-mean");
+    let tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    let half: HashMap<String, Tensor> =
+        tensors.iter().map(|(k, v)| (k.clone(), v.to_dtype(DType::F16).unwrap())).collect();
+    let dir = edited(|t| *t = half.clone());
+    let from_file = Model::load(dir.path()).unwrap();
+    // The same weights rounded to f16 and back, held in memory as f32.
+    let rounded = half.iter().map(|(k, v)| (k.clone(), v.to_dtype(DType::F32).unwrap())).collect();
+    let config = modernbert::Config::from_file(&src.join("config.json")).unwrap();
+    let weights = modernbert::weights::Weights::from_tensors(rounded, &Device::Cpu).unwrap();
+    let in_memory = Model::from_weights(config, &weights, None, dir.path()).unwrap();
+    let batch = modernbert::Batch::new(&[vec![1u32, 7, 9, 2], vec![1, 5, 2]]).unwrap();
+    let a = from_file.backbone.forward(&batch).unwrap();
+    let b = in_memory.backbone.forward(&batch).unwrap();
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(diff, 0.0);
+}

@@ -1,0 +1,296 @@
+//! Tests of the reduced-precision GEMMs ([`crate::Bf16Linear`], [`crate::Int8Linear`]) against
+//! their scalar references, on every code path this CPU has.
+
+use crate::gemm_bf16::{pack_rows, Bf16Path};
+use crate::gemm_int8::{quantize_row, quantize_row_scalar, Int8Path};
+use crate::{f32_to_bf16_bits, round_to_bf16, Bf16Linear, Int8Linear};
+
+/// SplitMix64 + Irwin-Hall normals: deterministic test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn normal(&mut self) -> f32 {
+        (0..4).map(|_| self.uniform()).sum::<f32>() * 0.866_025_4
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.normal() * scale).collect()
+    }
+}
+
+/// (rows, out, in): tails in every dimension, k blocking (in > 256 / 512), parallel sizes.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (1, 16, 2),
+    (3, 17, 3),
+    (7, 47, 5),
+    (8, 48, 31),
+    (9, 49, 33),
+    (17, 97, 64),
+    (13, 15, 257),
+    (65, 130, 300),
+    (33, 64, 515),
+    (200, 100, 1100),
+    (130, 768, 768),
+];
+
+fn bf16_check(path: Bf16Path, rows: usize, out: usize, inn: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let w = rng.vec(out * inn, 0.05);
+    let x = rng.vec(rows * inn, 1.0);
+    let lin = Bf16Linear::new(&w, out, inn);
+    assert_eq!((lin.out_features(), lin.in_features()), (out, inn));
+    let mut y = vec![f32::NAN; rows * out];
+    lin.forward_with(path, &x, rows, &mut y);
+    let mut yr = vec![0f32; rows * out];
+    lin.forward_reference(&x, rows, &mut yr);
+    for r in 0..rows {
+        for o in 0..out {
+            // Scale of the f32 rounding error: Σ |x_k w_k| of the rounded operands.
+            let mag: f32 = (0..inn)
+                .map(|k| (round_to_bf16(x[r * inn + k]) * lin.weight(o, k)).abs())
+                .sum();
+            let (a, b) = (y[r * out + o], yr[r * out + o]);
+            assert!(
+                (a - b).abs() <= 1e-5 * mag + 1e-30,
+                "{path:?} {rows}x{out}x{inn} at ({r},{o}): {a} vs {b} (scale {mag})"
+            );
+        }
+    }
+}
+
+#[test]
+fn bf16_matches_reference() {
+    for path in Bf16Path::available() {
+        for (i, &(rows, out, inn)) in SHAPES.iter().enumerate() {
+            bf16_check(path, rows, out, inn, 100 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn bf16_weight_rounding_is_rne() {
+    // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: to even (1); 1 + 3·2^-8 rounds up to even.
+    let w = [1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, -2.5e-39, 3.0e38, f32::INFINITY];
+    let lin = Bf16Linear::new(&w, 1, 5);
+    assert_eq!(lin.weight(0, 0), 1.0);
+    assert_eq!(lin.weight(0, 1), 1.0 + 4.0 / 256.0);
+    assert_eq!(lin.weight(0, 2).to_bits(), round_to_bf16(-2.5e-39).to_bits());
+    assert_eq!(lin.weight(0, 3), round_to_bf16(3.0e38));
+    assert_eq!(lin.weight(0, 4), f32::INFINITY);
+    assert_eq!(f32_to_bf16_bits(f32::NAN), 0x7FC0);
+}
+
+#[test]
+fn bf16_activation_packing_matches_scalar() {
+    let mut rng = Rng(7);
+    let specials = [
+        0.0,
+        -0.0,
+        1.0 + 1.0 / 256.0,
+        1.0 + 3.0 / 256.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        -1e-40,
+        f32::MIN_POSITIVE,
+    ];
+    for inn in [1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100] {
+        let mut x = rng.vec(3 * inn, 3.0);
+        for (i, v) in x.iter_mut().enumerate().step_by(3) {
+            *v = specials[i % specials.len()];
+        }
+        let groups = inn.div_ceil(2);
+        let xs = groups + 5;
+        let mut want = vec![0u32; 3 * xs];
+        pack_rows(Bf16Path::Portable, &x, inn, &mut want, xs);
+        for path in Bf16Path::available() {
+            let mut got = vec![0xDEAD_BEEFu32; 3 * xs];
+            pack_rows(path, &x, inn, &mut got, xs);
+            for r in 0..3 {
+                assert_eq!(got[r * xs..][..groups], want[r * xs..][..groups], "{path:?} in={inn}");
+                // Padding cells past the row are left alone.
+                assert!(got[r * xs + groups..][..5].iter().all(|&c| c == 0xDEAD_BEEF));
+            }
+        }
+    }
+}
+
+fn int8_check(path: Int8Path, rows: usize, out: usize, inn: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let w = rng.vec(out * inn, 0.02);
+    let mut x = rng.vec(rows * inn, 1.0);
+    // Skewed rows (all positive, all negative, constant, zero) besides the symmetric ones.
+    for r in 0..rows {
+        let row = &mut x[r * inn..][..inn];
+        match r % 5 {
+            1 => row.iter_mut().for_each(|v| *v = v.abs() + 0.5),
+            2 => row.iter_mut().for_each(|v| *v = -v.abs() * 3.0),
+            3 => row.iter_mut().for_each(|v| *v = 0.0),
+            4 if r % 10 == 4 => row.iter_mut().for_each(|v| *v = 1.25),
+            _ => {}
+        }
+    }
+    let lin = Int8Linear::new(&w, out, inn);
+    let mut y = vec![f32::NAN; rows * out];
+    lin.forward_with(path, &x, rows, &mut y);
+    let mut yr = vec![0f32; rows * out];
+    lin.forward_reference(&x, rows, &mut yr);
+    for i in 0..rows * out {
+        assert_eq!(
+            y[i].to_bits(),
+            yr[i].to_bits(),
+            "{path:?} {rows}x{out}x{inn} at ({},{}): {} vs {}",
+            i / out,
+            i % out,
+            y[i],
+            yr[i]
+        );
+    }
+}
+
+#[test]
+fn int8_matches_reference_bit_for_bit() {
+    for path in Int8Path::available() {
+        for (i, &(rows, out, inn)) in SHAPES.iter().enumerate() {
+            int8_check(path, rows, out, inn, 200 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn int8_quantisation_matches_scalar() {
+    let mut rng = Rng(9);
+    for inn in [1, 3, 4, 5, 15, 16, 17, 64, 65, 130] {
+        for scale in [1e-3, 1.0, 40.0] {
+            let x = rng.vec(inn, scale);
+            let mut want = vec![0u8; inn];
+            let (s0, z0) = quantize_row_scalar(&x, &mut want);
+            for path in Int8Path::available() {
+                let mut got = vec![0u32; inn.div_ceil(4)];
+                let (s, z) = quantize_row(path, &x, &mut got);
+                assert_eq!((s.to_bits(), z), (s0.to_bits(), z0), "{path:?}");
+                let bytes: Vec<u8> = got.iter().flat_map(|c| c.to_le_bytes()).collect();
+                assert_eq!(bytes[..inn], want[..], "{path:?} in={inn}");
+            }
+        }
+    }
+    // Dequantised values are within half a step of the input.
+    let x = rng.vec(1000, 2.0);
+    let mut q = vec![0u8; 1000];
+    let (s, zp) = quantize_row_scalar(&x, &mut q);
+    for (&v, &qv) in x.iter().zip(&q) {
+        assert!(((qv as i32 - zp) as f32 * s - v).abs() <= 0.5001 * s);
+    }
+}
+
+#[test]
+fn int8_weight_quantisation() {
+    let w = [0.5, -1.27, 0.0, 0.635, 0.0, 0.0, 0.0, 0.0];
+    let lin = Int8Linear::new(&w, 2, 4);
+    assert!((lin.weight_scale(0) - 0.01).abs() < 1e-8);
+    assert_eq!(
+        (0..4).map(|k| lin.weight_q(0, k)).collect::<Vec<_>>(),
+        vec![50, -127, 0, 64]
+    );
+    assert_eq!(lin.weight_scale(1), 1.0);
+    let mut y = [0f32; 2];
+    lin.forward(&[1.0, 1.0, 1.0, 1.0], 1, &mut y);
+    assert_eq!(y[1], 0.0);
+}
+
+/// The row/column split depends on the thread count; the results must not.
+#[test]
+fn results_do_not_depend_on_threads() {
+    let (rows, out, inn) = (301, 200, 700);
+    let mut rng = Rng(11);
+    let w = rng.vec(out * inn, 0.02);
+    let x = rng.vec(rows * inn, 1.0);
+    let b = Bf16Linear::new(&w, out, inn);
+    let q = Int8Linear::new(&w, out, inn);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut yb = vec![0f32; rows * out];
+            let mut yq = vec![0f32; rows * out];
+            b.forward(&x, rows, &mut yb);
+            q.forward(&x, rows, &mut yq);
+            (yb, yq)
+        })
+    };
+    let one = run(1);
+    for t in [2, 3, 7] {
+        let many = run(t);
+        assert!(one.0.iter().zip(&many.0).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(one.1.iter().zip(&many.1).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
+#[test]
+fn zero_rows() {
+    let w = vec![0.1f32; 6];
+    let mut y: Vec<f32> = vec![];
+    Bf16Linear::new(&w, 2, 3).forward(&[], 0, &mut y);
+    Int8Linear::new(&w, 2, 3).forward(&[], 0, &mut y);
+}
+
+/// Error against the f32 product for ModernBERT-like data (x ~ N(0,1), W ~ N(0, 0.02)).
+/// `cargo test -p modernbert-kernels --release gemm_accuracy -- --nocapture` prints it.
+#[test]
+fn gemm_accuracy_vs_f32() {
+    let mut rng = Rng(12);
+    for (rows, out, inn) in [(256, 768, 768), (256, 768, 1152)] {
+        let w = rng.vec(out * inn, 0.02);
+        let x = rng.vec(rows * inn, 1.0);
+        let mut exact = vec![0f32; rows * out];
+        for r in 0..rows {
+            for o in 0..out {
+                let s: f64 = (0..inn)
+                    .map(|k| x[r * inn + k] as f64 * w[o * inn + k] as f64)
+                    .sum();
+                exact[r * out + o] = s as f32;
+            }
+        }
+        let ymax = exact.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let mut yb = vec![0f32; rows * out];
+        let mut yq = vec![0f32; rows * out];
+        Bf16Linear::new(&w, out, inn).forward(&x, rows, &mut yb);
+        Int8Linear::new(&w, out, inn).forward(&x, rows, &mut yq);
+        for (name, y, cos_min) in [("bf16", &yb, 0.9999), ("int8", &yq, 0.999)] {
+            let max_abs = y
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            let dot: f64 = y.iter().zip(&exact).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let na: f64 = y.iter().map(|&a| a as f64 * a as f64).sum();
+            let nb: f64 = exact.iter().map(|&b| b as f64 * b as f64).sum();
+            let cos = dot / (na * nb).sqrt();
+            let err2: f64 = y
+                .iter()
+                .zip(&exact)
+                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+                .sum();
+            println!(
+                "{name} {rows}x{out}x{inn}: max |err| {max_abs:.2e}, max |err| / max |y| {:.2e}, \
+                 rms err / rms y {:.2e}, cosine {cos:.7}",
+                max_abs / ymax,
+                (err2 / nb).sqrt()
+            );
+            assert!(cos > cos_min, "{name}: cosine {cos}");
+        }
+    }
+}
