@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// Timed passes over each dataset (the best is reported).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Arithmetic of the encoder's linear layers: f32, bf16 or int8.
+    #[arg(long, default_value = "f32")]
+    precision: modernbert::Precision,
     /// Write the generated token ids as JSON (for the peer scripts under bench/).
     #[arg(long)]
     dump_inputs: Option<PathBuf>,
@@ -105,11 +108,11 @@ struct Row {
 /// Runs the benchmark and prints one JSON line per dataset plus a table on stderr.
 pub fn run(args: BenchArgs) -> Result<()> {
     let model = match &args.model {
-        Some(spec) => Model::load(&modernbert::hub::resolve(spec)?)?,
+        Some(spec) => Model::load_with(&modernbert::hub::resolve(spec)?, args.precision)?,
         None => {
             let config = Config::preset(&args.config).with_context(|| format!("unknown --config {:?} (base, large)", args.config))?;
             let weights = Weights::random(&config, &candle_core::Device::Cpu)?;
-            Model::from_weights(config, &weights, None, std::path::Path::new("<random>"))?
+            Model::from_weights(config, &weights, None, std::path::Path::new("<random>"), args.precision)?
         }
     };
     if args.repeat == 0 {
@@ -117,9 +120,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let threads = rayon::current_num_threads();
     eprintln!(
-        "model: {} layers, hidden {}, {} threads, weights {:.0} MiB resident",
+        "model: {} layers, hidden {}, {:?} linear layers, {} threads, weights {:.0} MiB resident",
         model.config.num_hidden_layers,
         model.config.hidden_size,
+        args.precision,
         threads,
         peak_rss_mib()
     );

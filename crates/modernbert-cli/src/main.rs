@@ -38,6 +38,9 @@ struct ModelArgs {
     /// longer than the model's maximum is an error.
     #[arg(long)]
     max_length: Option<usize>,
+    /// Arithmetic of the encoder's linear layers: f32 (exact), bf16 or int8 (faster, approximate).
+    #[arg(long, default_value = "f32")]
+    precision: modernbert::Precision,
 }
 
 #[derive(Subcommand)]
@@ -171,7 +174,7 @@ fn load(args: &ModelArgs) -> Result<Model> {
         .clone()
         .context("no --model given (a model directory or a Hugging Face Hub id)")?;
     let dir = modernbert::hub::resolve(&spec)?;
-    Ok(Model::load(&dir)?)
+    Ok(Model::load_with(&dir, args.precision)?)
 }
 
 fn emit(out: &mut impl Write, value: &impl Serialize) -> Result<()> {

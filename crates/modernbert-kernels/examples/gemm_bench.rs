@@ -89,6 +89,10 @@ fn main() {
         ("attn Wo 768->768", 768, 768),
         ("mlp Wo 1152->768", 1152, 768),
     ];
+    if let Some(i) = args.iter().position(|a| a == "--shape") {
+        let (a, b) = args[i + 1].split_once(',').expect("--shape IN,OUT");
+        shapes = vec![("custom", a.parse().unwrap(), b.parse().unwrap())];
+    }
     if args.iter().any(|a| a == "--large") {
         shapes.extend([
             ("L Wqkv 1024->3072", 1024, 3072),
@@ -102,7 +106,10 @@ fn main() {
         rayon::current_num_threads(),
         bf16_native(),
         int8_native(),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "{:<22} {:>15} {:>15} {:>15} {:>7} {:>7}",
@@ -116,7 +123,9 @@ fn main() {
         let mut y = vec![0f32; rows * out];
         let lb = Bf16Linear::new(&w, out, inn);
         let lq = Int8Linear::new(&w, out, inn);
-        let f = best(budget, || f32_gemm(&x, &w, rows, out, inn, black_box(&mut y)));
+        let f = best(budget, || {
+            f32_gemm(&x, &w, rows, out, inn, black_box(&mut y))
+        });
         let b = best(budget, || lb.forward(&x, rows, black_box(&mut y)));
         let q = best(budget, || lq.forward(&x, rows, black_box(&mut y)));
         let work = 2.0 * (rows * inn * out) as f64;
@@ -146,6 +155,9 @@ fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "loadavg after: {}",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 }

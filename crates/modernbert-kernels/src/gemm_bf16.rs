@@ -13,9 +13,9 @@ use crate::gemm_pack::{
     NR,
 };
 
-/// Pairs of `k` per k block: one block of a panel is `KGC_MAX * 192` bytes (24 KiB), half of
-/// Zen 5's L1D.
-const KGC_MAX: usize = 128;
+/// Pairs of `k` per k block: one block of a panel is `KGC_MAX * 192` bytes (36 KiB of Zen 5's
+/// 48 KiB L1D), so it stays in L1 while the row block streams past it.
+const KGC_MAX: usize = 192;
 
 /// Which code path a [`Bf16Linear`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +35,7 @@ impl Bf16Path {
         }
         Bf16Path::Portable
     }
+    #[cfg(test)]
     pub(crate) fn available() -> Vec<Bf16Path> {
         let mut v = vec![Bf16Path::Portable];
         #[cfg(target_arch = "x86_64")]
@@ -105,7 +106,11 @@ impl Bf16Linear {
         assert!(o < self.pn.out && k < self.pn.inn);
         let (p, c) = (o / NR, o % NR);
         let cell = self.w.as_slice()[self.pn.offset(p) + (k / 2) * self.pn.nv(p) * LANES + c];
-        f32::from_bits(if k % 2 == 0 { cell << 16 } else { cell & 0xFFFF_0000 })
+        f32::from_bits(if k.is_multiple_of(2) {
+            cell << 16
+        } else {
+            cell & 0xFFFF_0000
+        })
     }
 
     /// `y = x · Wᵀ` for `rows` rows of `f32` input (`[rows, in_features]`, rounded to bf16 on
@@ -149,7 +154,6 @@ impl Bf16Linear {
         let yp = SendPtr(y.as_mut_ptr());
         let w = self.w.as_slice();
         plan.run(rows, pn.n_panels, |r0, r1, p0, p1| {
-            let yp = yp;
             let nr = r1 - r0;
             with_scratch(nr * xs, |xb| {
                 pack_rows(path, &x[r0 * pn.inn..r1 * pn.inn], pn.inn, xb, xs);
@@ -165,7 +169,7 @@ impl Bf16Linear {
                             // SAFETY: rows r0+i .. r0+i+m and columns p*NR .. p*NR+width of
                             // y belong to this task only; xb holds nr rows of xs cells.
                             unsafe {
-                                let yt = yp.0.add((r0 + i) * pn.out + p * NR);
+                                let yt = yp.get().add((r0 + i) * pn.out + p * NR);
                                 let xt = xb.as_ptr().add(i * xs + g0);
                                 let wt = wpanel.as_ptr().add(g0 * nv * LANES);
                                 micro(path, m, nv, kg, xt, xs, wt, yt, pn.out, width, g0 == 0);
@@ -207,7 +211,7 @@ pub(crate) fn pack_rows(path: Bf16Path, x: &[f32], inn: usize, out: &mut [u32], 
 /// `x` holds `m` rows of stride `xs` with `kg` cells each, `w` holds `kg * nv * 16` cells,
 /// `y` has `m` rows of stride `ys` with `width` writable columns.
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro(
+pub(crate) unsafe fn micro(
     path: Bf16Path,
     m: usize,
     nv: usize,
@@ -228,6 +232,8 @@ unsafe fn micro(
 }
 
 /// Plain-Rust microkernel (autovectorised over the 48 columns).
+/// The portable microkernel, compiled for AVX2 + FMA too and picked at run time (the same
+/// operations in the same order, so the same results, just wider vectors).
 #[allow(clippy::too_many_arguments)]
 unsafe fn portable_micro(
     m: usize,
@@ -241,36 +247,89 @@ unsafe fn portable_micro(
     width: usize,
     first: bool,
 ) {
-    let mut acc = [[0f32; NR]; MR];
-    if !first {
-        for (i, a) in acc.iter_mut().enumerate().take(m) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(
+            m: usize,
+            nv: usize,
+            kg: usize,
+            x: *const u32,
+            xs: usize,
+            w: *const u32,
+            y: *mut f32,
+            ys: usize,
+            width: usize,
+            first: bool,
+        ) {
+            portable_micro_body(m, nv, kg, x, xs, w, y, ys, width, first)
+        }
+        if crate::gemm_pack::avx2_available() {
+            return avx2(m, nv, kg, x, xs, w, y, ys, width, first);
+        }
+    }
+    portable_micro_body(m, nv, kg, x, xs, w, y, ys, width, first)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn portable_micro_body(
+    m: usize,
+    nv: usize,
+    kg: usize,
+    x: *const u32,
+    xs: usize,
+    w: *const u32,
+    y: *mut f32,
+    ys: usize,
+    width: usize,
+    first: bool,
+) {
+    match nv {
+        3 => portable_rows::<3>(m, kg, x, xs, w, y, ys, width, first),
+        2 => portable_rows::<2>(m, kg, x, xs, w, y, ys, width, first),
+        _ => portable_rows::<1>(m, kg, x, xs, w, y, ys, width, first),
+    }
+}
+
+/// One row at a time, its `NV * 16` accumulators in registers, the panel block re-read from
+/// L1 for every row (the bf16 → f32 widening is a shift or a mask).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn portable_rows<const NV: usize>(
+    m: usize,
+    kg: usize,
+    x: *const u32,
+    xs: usize,
+    w: *const u32,
+    y: *mut f32,
+    ys: usize,
+    width: usize,
+    first: bool,
+) {
+    for i in 0..m {
+        let mut a = [0f32; NR];
+        let yr = y.add(i * ys);
+        if !first {
             for (c, v) in a.iter_mut().enumerate().take(width) {
-                *v = *y.add(i * ys + c);
+                *v = *yr.add(c);
             }
         }
-    }
-    let stride = nv * LANES;
-    for g in 0..kg {
-        let wc = std::slice::from_raw_parts(w.add(g * stride), stride);
-        let mut lo = [0f32; NR];
-        let mut hi = [0f32; NR];
-        for c in 0..stride {
-            lo[c] = f32::from_bits(wc[c] << 16);
-            hi[c] = f32::from_bits(wc[c] & 0xFFFF_0000);
-        }
-        for (i, a) in acc.iter_mut().enumerate().take(m) {
-            let xc = *x.add(i * xs + g);
+        let xr = x.add(i * xs);
+        for g in 0..kg {
+            let xc = *xr.add(g);
             let (xl, xh) = (f32::from_bits(xc << 16), f32::from_bits(xc & 0xFFFF_0000));
-            for c in 0..stride {
+            let wg = w.add(g * NV * LANES);
+            for (c, v) in a.iter_mut().enumerate().take(NV * LANES) {
+                let wc = *wg.add(c);
                 // Products of bf16 values are exact in f32, so this is what an FMA gives.
-                a[c] += xl * lo[c];
-                a[c] += xh * hi[c];
+                *v += xl * f32::from_bits(wc << 16);
+                *v += xh * f32::from_bits(wc & 0xFFFF_0000);
             }
         }
-    }
-    for (i, a) in acc.iter().enumerate().take(m) {
         for (c, &v) in a.iter().enumerate().take(width) {
-            *y.add(i * ys + c) = v;
+            *yr.add(c) = v;
         }
     }
 }
@@ -304,8 +363,8 @@ mod avx512 {
         }
         // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
         let idx = _mm512_set_epi16(
-            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23,
-            21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21,
+            19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
         );
         let n = x.len();
         let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
@@ -313,13 +372,19 @@ mod avx512 {
         while k + 32 <= n {
             let a = round(_mm512_loadu_ps(xp.add(k)));
             let b = round(_mm512_loadu_ps(xp.add(k + 16)));
-            _mm512_storeu_si512(op.add(k / 2) as *mut _, _mm512_permutex2var_epi16(a, idx, b));
+            _mm512_storeu_si512(
+                op.add(k / 2) as *mut _,
+                _mm512_permutex2var_epi16(a, idx, b),
+            );
             k += 32;
         }
         if k < n {
             let rem = n - k;
             let a = round(_mm512_maskz_loadu_ps(mask(rem), xp.add(k)));
-            let b = round(_mm512_maskz_loadu_ps(mask(rem.saturating_sub(16)), xp.add(k + 16)));
+            let b = round(_mm512_maskz_loadu_ps(
+                mask(rem.saturating_sub(16)),
+                xp.add(k + 16),
+            ));
             let v = _mm512_permutex2var_epi16(a, idx, b);
             _mm512_mask_storeu_epi32(op.add(k / 2) as *mut _, mask(rem.div_ceil(2)), v);
         }
@@ -344,6 +409,16 @@ mod avx512 {
                 for (v, av) in a.iter_mut().enumerate() {
                     let mk = mask(width.saturating_sub(v * LANES));
                     *av = _mm512_maskz_loadu_ps(mk, y.add(i * ys + v * LANES));
+                }
+            }
+        }
+        if first {
+            // The output tile is first touched here and is likely in DRAM (y is rows x out,
+            // often bigger than L3, rows 1-9 KB apart so the hardware prefetcher misses
+            // them): fetch it now, the k loop hides the latency.
+            for i in 0..M {
+                for v in 0..NV {
+                    _mm_prefetch::<_MM_HINT_ET0>(y.add(i * ys + v * LANES) as *const i8);
                 }
             }
         }
@@ -398,7 +473,7 @@ mod avx512 {
         width: usize,
         first: bool,
     ) {
-        debug_assert!(m >= 1 && m <= MR);
+        debug_assert!((1..=MR).contains(&m));
         dispatch!(m, nv, (kg, x, xs, w, y, ys, width, first); 1 2 3 4 5 6 7 8)
     }
 }

@@ -20,10 +20,13 @@
 //!
 //! Non-finite inputs give unspecified (but memory-safe) results.
 
-use crate::gemm_pack::{packed_stride, with_scratch, AlignedCells, Panels, Plan, SendPtr, LANES, MR, NR};
+use crate::gemm_pack::{
+    packed_stride, with_scratch, AlignedCells, Panels, Plan, SendPtr, LANES, MR, NR,
+};
 
-/// Quads of `k` per k block: one block of a panel is `KGC_MAX * 192` bytes (24 KiB).
-const KGC_MAX: usize = 128;
+/// Quads of `k` per k block: one block of a panel is `KGC_MAX * 192` bytes (36 KiB of Zen 5's
+/// 48 KiB L1D); `in <= 768` is a single block, so `y` is written once.
+const KGC_MAX: usize = 192;
 
 /// Which code path an [`Int8Linear`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +46,7 @@ impl Int8Path {
         }
         Int8Path::Portable
     }
+    #[cfg(test)]
     pub(crate) fn available() -> Vec<Int8Path> {
         let mut v = vec![Int8Path::Portable];
         #[cfg(target_arch = "x86_64")]
@@ -210,7 +214,6 @@ impl Int8Linear {
         let yp = SendPtr(y.as_mut_ptr());
         let w = self.w.as_slice();
         plan.run(rows, pn.n_panels, |r0, r1, p0, p1| {
-            let yp = yp;
             let nr = r1 - r0;
             with_scratch(nr * xs + 2 * nr, |buf| {
                 let (xb, meta) = buf.split_at_mut(nr * xs);
@@ -241,7 +244,7 @@ impl Int8Linear {
                             // y belong to this task only; xb holds nr rows of xs cells; the
                             // scale/colsum vectors are padded to whole panels.
                             unsafe {
-                                let yt = yp.0.add((r0 + i) * pn.out + p * NR);
+                                let yt = yp.get().add((r0 + i) * pn.out + p * NR);
                                 let xt = xb.as_ptr().add(i * xs + g0);
                                 let wt = wpanel.as_ptr().add(g0 * nv * LANES);
                                 let dq = if last { Some(&dq) } else { None };
@@ -302,7 +305,7 @@ pub(crate) fn quantize_row(path: Int8Path, x: &[f32], out: &mut [u32]) -> (f32, 
 /// `y` has `m` rows of stride `ys` with `width` writable columns; `dq` points at `m` rows and
 /// `nv * 16` columns.
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro(
+pub(crate) unsafe fn micro(
     path: Int8Path,
     m: usize,
     nv: usize,
@@ -323,6 +326,8 @@ unsafe fn micro(
     }
 }
 
+/// The portable microkernel, compiled for AVX2 + FMA too and picked at run time (the same
+/// operations in the same order, so the same results, just wider vectors).
 #[allow(clippy::too_many_arguments)]
 unsafe fn portable_micro(
     m: usize,
@@ -337,44 +342,104 @@ unsafe fn portable_micro(
     first: bool,
     dq: Option<&Dequant>,
 ) {
-    let mut acc = [[0i32; NR]; MR];
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(
+            m: usize,
+            nv: usize,
+            kg: usize,
+            x: *const u32,
+            xs: usize,
+            w: *const u32,
+            y: *mut f32,
+            ys: usize,
+            width: usize,
+            first: bool,
+            dq: Option<&Dequant>,
+        ) {
+            portable_micro_body(m, nv, kg, x, xs, w, y, ys, width, first, dq)
+        }
+        if crate::gemm_pack::avx2_available() {
+            return avx2(m, nv, kg, x, xs, w, y, ys, width, first, dq);
+        }
+    }
+    portable_micro_body(m, nv, kg, x, xs, w, y, ys, width, first, dq)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn portable_micro_body(
+    m: usize,
+    nv: usize,
+    kg: usize,
+    x: *const u32,
+    xs: usize,
+    w: *const u32,
+    y: *mut f32,
+    ys: usize,
+    width: usize,
+    first: bool,
+    dq: Option<&Dequant>,
+) {
+    match nv {
+        3 => portable_rows::<3>(m, kg, x, xs, w, y, ys, width, first, dq),
+        2 => portable_rows::<2>(m, kg, x, xs, w, y, ys, width, first, dq),
+        _ => portable_rows::<1>(m, kg, x, xs, w, y, ys, width, first, dq),
+    }
+}
+
+/// One row at a time, its `NV * 16` accumulators in registers, the panel block re-read from
+/// L1 for every row.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn portable_rows<const NV: usize>(
+    m: usize,
+    kg: usize,
+    x: *const u32,
+    xs: usize,
+    w: *const u32,
+    y: *mut f32,
+    ys: usize,
+    width: usize,
+    first: bool,
+    dq: Option<&Dequant>,
+) {
     let yi = y as *mut i32;
-    if !first {
-        for (i, a) in acc.iter_mut().enumerate().take(m) {
+    for i in 0..m {
+        let mut a = [0i32; NR];
+        if !first {
             for (c, v) in a.iter_mut().enumerate().take(width) {
                 *v = *yi.add(i * ys + c);
             }
         }
-    }
-    let stride = nv * LANES;
-    for g in 0..kg {
-        let wc = std::slice::from_raw_parts(w.add(g * stride), stride);
-        let mut wb = [[0i32; NR]; 4];
-        for (j, wj) in wb.iter_mut().enumerate() {
-            for c in 0..stride {
-                wj[c] = (wc[c] >> (8 * j)) as u8 as i8 as i32;
+        let xr = x.add(i * xs);
+        for g in 0..kg {
+            let xc = *xr.add(g);
+            let xb = [
+                (xc & 0xFF) as i32,
+                ((xc >> 8) & 0xFF) as i32,
+                ((xc >> 16) & 0xFF) as i32,
+                (xc >> 24) as i32,
+            ];
+            let wg = w.add(g * NV * LANES);
+            for (c, v) in a.iter_mut().enumerate().take(NV * LANES) {
+                let wc = *wg.add(c);
+                let p = xb[0] * (wc as u8 as i8 as i32)
+                    + xb[1] * ((wc >> 8) as u8 as i8 as i32)
+                    + xb[2] * ((wc >> 16) as u8 as i8 as i32)
+                    + xb[3] * ((wc >> 24) as u8 as i8 as i32);
+                *v = v.wrapping_add(p);
             }
         }
-        for (i, a) in acc.iter_mut().enumerate().take(m) {
-            let xc = *x.add(i * xs + g);
-            for (j, wj) in wb.iter().enumerate() {
-                let xv = ((xc >> (8 * j)) & 0xFF) as i32;
-                for c in 0..stride {
-                    a[c] = a[c].wrapping_add(xv * wj[c]);
-                }
-            }
-        }
-    }
-    match dq {
-        None => {
-            for (i, a) in acc.iter().enumerate().take(m) {
+        match dq {
+            None => {
                 for (c, &v) in a.iter().enumerate().take(width) {
                     *yi.add(i * ys + c) = v;
                 }
             }
-        }
-        Some(dq) => {
-            for (i, a) in acc.iter().enumerate().take(m) {
+            Some(dq) => {
                 let (sx, zp) = (*dq.sx.add(i), *dq.zp.add(i));
                 for (c, &v) in a.iter().enumerate().take(width) {
                     let d = v.wrapping_sub(zp.wrapping_mul(*dq.colsum.add(c)));
@@ -424,7 +489,11 @@ mod avx512 {
             let q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
             let bytes = _mm512_cvtepi32_epi8(q);
             let keep = (out.len() * 4 - k).min(16);
-            _mm_mask_storeu_epi8(op.add(k) as *mut _, (((1u32 << keep) - 1) & 0xFFFF) as u16, bytes);
+            _mm_mask_storeu_epi8(
+                op.add(k) as *mut _,
+                (((1u32 << keep) - 1) & 0xFFFF) as u16,
+                bytes,
+            );
             k += LANES;
         }
         (s, zp)
@@ -451,6 +520,16 @@ mod avx512 {
                 for (v, av) in a.iter_mut().enumerate() {
                     let mk = mask(width.saturating_sub(v * LANES));
                     *av = _mm512_maskz_loadu_epi32(mk, yi.add(i * ys + v * LANES));
+                }
+            }
+        }
+        if first {
+            // The output tile is first touched here and is likely in DRAM (y is rows x out,
+            // often bigger than L3, rows 1-9 KB apart so the hardware prefetcher misses
+            // them): fetch it now, the k loop hides the latency.
+            for i in 0..M {
+                for v in 0..NV {
+                    _mm_prefetch::<_MM_HINT_ET0>(y.add(i * ys + v * LANES) as *const i8);
                 }
             }
         }
@@ -524,7 +603,7 @@ mod avx512 {
         first: bool,
         dq: Option<&Dequant>,
     ) {
-        debug_assert!(m >= 1 && m <= MR);
+        debug_assert!((1..=MR).contains(&m));
         dispatch!(m, nv, (kg, x, xs, w, y, ys, width, first, dq); 1 2 3 4 5 6 7 8)
     }
 }

@@ -115,7 +115,7 @@ fn align_start(buf: &[u32]) -> usize {
 /// when it would be a multiple of 1 KiB (rows at such strides share L1 sets).
 pub(crate) fn packed_stride(groups: usize) -> usize {
     let s = groups.div_ceil(LANES) * LANES;
-    if s % 256 == 0 {
+    if s.is_multiple_of(256) {
         s + LANES
     } else {
         s
@@ -195,13 +195,23 @@ impl Plan {
 
     /// Runs `task(r0, r1, p0, p1)` for every (row block, panel group), in parallel when the
     /// plan says so.
-    pub fn run(&self, rows: usize, n_panels: usize, task: impl Fn(usize, usize, usize, usize) + Sync) {
+    pub fn run(
+        &self,
+        rows: usize,
+        n_panels: usize,
+        task: impl Fn(usize, usize, usize, usize) + Sync,
+    ) {
         let n = self.row_blocks * self.col_groups;
         let one = |t: usize| {
             let (rb, cg) = (t / self.col_groups, t % self.col_groups);
             let r0 = rb * self.mc;
             let p0 = cg * self.ppt;
-            task(r0, (r0 + self.mc).min(rows), p0, (p0 + self.ppt).min(n_panels));
+            task(
+                r0,
+                (r0 + self.mc).min(rows),
+                p0,
+                (p0 + self.ppt).min(n_panels),
+            );
         };
         if self.parallel && n > 1 {
             use rayon::prelude::*;
@@ -217,6 +227,14 @@ impl Plan {
 pub(crate) struct SendPtr<T>(pub *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `SendPtr`, not the raw field).
+    #[inline(always)]
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}
 
 /// `f32` to bf16 bits, round to nearest even, NaN to the canonical quiet NaN `0x7FC0` (what
 /// PyTorch does; subnormals are kept).
@@ -239,4 +257,11 @@ pub fn bf16_bits_to_f32(b: u16) -> f32 {
 #[inline]
 pub fn round_to_bf16(x: f32) -> f32 {
     bf16_bits_to_f32(f32_to_bf16_bits(x))
+}
+
+/// Whether the portable microkernels may use their AVX2 + FMA build (detected once).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_available() -> bool {
+    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }

@@ -80,11 +80,20 @@ fn bf16_matches_reference() {
 #[test]
 fn bf16_weight_rounding_is_rne() {
     // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: to even (1); 1 + 3·2^-8 rounds up to even.
-    let w = [1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, -2.5e-39, 3.0e38, f32::INFINITY];
+    let w = [
+        1.0 + 1.0 / 256.0,
+        1.0 + 3.0 / 256.0,
+        -2.5e-39,
+        3.0e38,
+        f32::INFINITY,
+    ];
     let lin = Bf16Linear::new(&w, 1, 5);
     assert_eq!(lin.weight(0, 0), 1.0);
     assert_eq!(lin.weight(0, 1), 1.0 + 4.0 / 256.0);
-    assert_eq!(lin.weight(0, 2).to_bits(), round_to_bf16(-2.5e-39).to_bits());
+    assert_eq!(
+        lin.weight(0, 2).to_bits(),
+        round_to_bf16(-2.5e-39).to_bits()
+    );
     assert_eq!(lin.weight(0, 3), round_to_bf16(3.0e38));
     assert_eq!(lin.weight(0, 4), f32::INFINITY);
     assert_eq!(f32_to_bf16_bits(f32::NAN), 0x7FC0);
@@ -118,9 +127,15 @@ fn bf16_activation_packing_matches_scalar() {
             let mut got = vec![0xDEAD_BEEFu32; 3 * xs];
             pack_rows(path, &x, inn, &mut got, xs);
             for r in 0..3 {
-                assert_eq!(got[r * xs..][..groups], want[r * xs..][..groups], "{path:?} in={inn}");
+                assert_eq!(
+                    got[r * xs..][..groups],
+                    want[r * xs..][..groups],
+                    "{path:?} in={inn}"
+                );
                 // Padding cells past the row are left alone.
-                assert!(got[r * xs + groups..][..5].iter().all(|&c| c == 0xDEAD_BEEF));
+                assert!(got[r * xs + groups..][..5]
+                    .iter()
+                    .all(|&c| c == 0xDEAD_BEEF));
             }
         }
     }
@@ -234,8 +249,16 @@ fn results_do_not_depend_on_threads() {
     let one = run(1);
     for t in [2, 3, 7] {
         let many = run(t);
-        assert!(one.0.iter().zip(&many.0).all(|(a, b)| a.to_bits() == b.to_bits()));
-        assert!(one.1.iter().zip(&many.1).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(one
+            .0
+            .iter()
+            .zip(&many.0)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(one
+            .1
+            .iter()
+            .zip(&many.1)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
 
@@ -275,7 +298,11 @@ fn gemm_accuracy_vs_f32() {
                 .zip(&exact)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
-            let dot: f64 = y.iter().zip(&exact).map(|(&a, &b)| a as f64 * b as f64).sum();
+            let dot: f64 = y
+                .iter()
+                .zip(&exact)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum();
             let na: f64 = y.iter().map(|&a| a as f64 * a as f64).sum();
             let nb: f64 = exact.iter().map(|&b| b as f64 * b as f64).sum();
             let cos = dot / (na * nb).sqrt();
@@ -292,5 +319,66 @@ fn gemm_accuracy_vs_f32() {
             );
             assert!(cos > cos_min, "{name}: cosine {cos}");
         }
+    }
+}
+
+/// Microkernel-only throughput on L1-resident data (tuning aid):
+/// `cargo test --release -p modernbert-kernels microkernel_rate -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn microkernel_rate() {
+    use crate::gemm_pack::{LANES, MR, NR};
+    let kg = 96;
+    let xs = 112;
+    let x = vec![0x0101_0101u32; MR * xs];
+    let w = crate::gemm_pack::AlignedCells::zeroed(kg * NR);
+    let mut y = vec![0f32; MR * NR];
+    let reps = 200_000;
+    for (name, ops) in [("bf16", 2.0), ("int8", 4.0)] {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                unsafe {
+                    if name == "bf16" {
+                        crate::gemm_bf16::micro(
+                            Bf16Path::active(),
+                            MR,
+                            3,
+                            kg,
+                            x.as_ptr(),
+                            xs,
+                            w.as_slice().as_ptr(),
+                            y.as_mut_ptr(),
+                            NR,
+                            NR,
+                            false,
+                        );
+                    } else {
+                        crate::gemm_int8::micro(
+                            Int8Path::active(),
+                            MR,
+                            3,
+                            kg,
+                            x.as_ptr(),
+                            xs,
+                            w.as_slice().as_ptr(),
+                            y.as_mut_ptr(),
+                            NR,
+                            NR,
+                            false,
+                            None,
+                        );
+                    }
+                }
+            }
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let work = reps as f64 * (MR * NR * kg) as f64 * ops * 2.0;
+        println!(
+            "{name}: {:.0} GFLOP/s (kg {kg}, {} lanes)",
+            work / best / 1e9,
+            LANES
+        );
     }
 }

@@ -185,9 +185,9 @@ impl TrainModel {
         self.vars.get(name).map(|v| v.as_tensor())
     }
 
-    /// Current parameter values (detached copies), e.g. for saving.
-    pub fn tensors(&self) -> BTreeMap<String, Tensor> {
-        self.vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().detach())).collect()
+    /// Current parameter values as independent copies (a `Var` is updated in place).
+    pub fn tensors(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.vars.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?.detach()))).collect()
     }
 
     fn prepare(&self, input_ids: &[u32], cu_seqlens: &[u32]) -> Result<Prepared> {

@@ -27,7 +27,7 @@ pub use batch::Batch;
 pub use config::{Config, Pooling};
 pub use error::{Error, Result};
 pub use heads::Head;
-pub use model::ModernBert;
+pub use model::{ModernBert, Precision};
 pub use tokenizer::{Encoding, Tokenizer};
 
 use candle_core::Device;
@@ -43,8 +43,13 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads `config.json`, `model.safetensors` (or shards) and `tokenizer.json` from `dir`, on CPU.
+    /// Loads `config.json`, `model.safetensors` (or shards) and `tokenizer.json` from `dir`, on CPU, in f32.
     pub fn load(dir: &Path) -> Result<Self> {
+        Self::load_with(dir, Precision::F32)
+    }
+
+    /// [`Model::load`] with the encoder's linear layers in `precision`.
+    pub fn load_with(dir: &Path, precision: Precision) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::Input(format!("model directory {} does not exist", dir.display())));
         }
@@ -60,12 +65,18 @@ impl Model {
         } else {
             None
         };
-        Self::from_weights(config, &weights, tokenizer, dir)
+        Self::from_weights(config, &weights, tokenizer, dir, precision)
     }
 
     /// Builds a model from already-open weights (e.g. [`weights::Weights::random`]).
-    pub fn from_weights(config: Config, weights: &weights::Weights, tokenizer: Option<Tokenizer>, dir: &Path) -> Result<Self> {
-        let backbone = ModernBert::load(weights, &config)?;
+    pub fn from_weights(
+        config: Config,
+        weights: &weights::Weights,
+        tokenizer: Option<Tokenizer>,
+        dir: &Path,
+        precision: Precision,
+    ) -> Result<Self> {
+        let backbone = ModernBert::load(weights, &config, precision)?;
         let head = Head::load(weights, &config, &backbone)?;
         Ok(Self { config, backbone, head, tokenizer, dir: dir.to_path_buf() })
     }
@@ -80,5 +91,15 @@ impl Model {
     /// The directory the model was loaded from.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Servers share one model between threads.
+    #[test]
+    fn model_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Model>();
     }
 }

@@ -4,7 +4,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
-use modernbert_kernels::RopeTable;
+use modernbert_kernels::{Bf16Linear, Int8Linear, RopeTable};
 use std::sync::Arc;
 
 /// The contiguous f32 data behind a CPU storage.
@@ -90,6 +90,36 @@ impl CustomOp1 for AttentionOp<'_> {
             &mut out,
         );
         Ok((CpuStorage::F32(out), Shape::from((tokens, hidden))))
+    }
+}
+
+/// `[rows, in]` → `[rows, out]` through a packed bf16 or int8 weight.
+pub enum PackedLinearOp<'w> {
+    Bf16(&'w Bf16Linear),
+    Int8(&'w Int8Linear),
+}
+
+impl CustomOp1 for PackedLinearOp<'_> {
+    fn name(&self) -> &'static str {
+        "packed-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_data(self.name(), storage, layout)?;
+        let (rows, inp) = layout.shape().dims2()?;
+        let (out, expected_in) = match self {
+            PackedLinearOp::Bf16(w) => (w.out_features(), w.in_features()),
+            PackedLinearOp::Int8(w) => (w.out_features(), w.in_features()),
+        };
+        if inp != expected_in {
+            candle_core::bail!("packed-linear: input has {inp} features, the weight {expected_in}")
+        }
+        let mut y = vec![0f32; rows * out];
+        match self {
+            PackedLinearOp::Bf16(w) => w.forward(x, rows, &mut y),
+            PackedLinearOp::Int8(w) => w.forward(x, rows, &mut y),
+        }
+        Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 }
 

@@ -99,7 +99,7 @@ fn f16_checkpoint_loads_as_its_rounded_f32_values() {
     let rounded = half.iter().map(|(k, v)| (k.clone(), v.to_dtype(DType::F32).unwrap())).collect();
     let config = modernbert::Config::from_file(&src.join("config.json")).unwrap();
     let weights = modernbert::weights::Weights::from_tensors(rounded, &Device::Cpu).unwrap();
-    let in_memory = Model::from_weights(config, &weights, None, dir.path()).unwrap();
+    let in_memory = Model::from_weights(config, &weights, None, dir.path(), modernbert::Precision::F32).unwrap();
     let batch = modernbert::Batch::new(&[vec![1u32, 7, 9, 2], vec![1, 5, 2]]).unwrap();
     let a = from_file.backbone.forward(&batch).unwrap();
     let b = in_memory.backbone.forward(&batch).unwrap();

@@ -99,3 +99,32 @@ fixtures! {
     bf16 => "bf16",
     backbone_sharded => "backbone-sharded",
 }
+
+/// Reduced precision stays close to f32: cosine of mean-pooled embeddings per sequence.
+#[test]
+fn reduced_precision_tracks_f32() {
+    use modernbert::Precision;
+    for name in ["tiny-mlm", "long-window", "odd-dims", "seqcls-mean", "tokencls", "backbone-sharded"] {
+        let dir = fixture_dir(name);
+        let expected: HashMap<String, Tensor> =
+            candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+        let reference = expected["mean_pooled"].to_vec2::<f32>().unwrap();
+        let mut sequences = Vec::new();
+        while let Some(ids) = expected.get(&format!("input_ids.{}", sequences.len())) {
+            sequences.push(ids.to_vec1::<i64>().unwrap().into_iter().map(|i| i as u32).collect::<Vec<_>>());
+        }
+        let batch = Batch::new(&sequences).unwrap();
+        for (precision, min_cosine) in [(Precision::Bf16, 0.999), (Precision::Int8, 0.99)] {
+            let model = Model::load_with(&dir, precision).unwrap();
+            let hidden = model.backbone.forward(&batch).unwrap();
+            let pooled = pool(&hidden, &batch, Pooling::Mean).unwrap().to_vec2::<f32>().unwrap();
+            for (ours, theirs) in pooled.iter().zip(&reference) {
+                let dot: f32 = ours.iter().zip(theirs).map(|(a, b)| a * b).sum();
+                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let cosine = dot / (norm(ours) * norm(theirs));
+                println!("{name} {precision:?}: cosine {cosine:.6}");
+                assert!(cosine >= min_cosine, "{name} {precision:?}: cosine {cosine} < {min_cosine}");
+            }
+        }
+    }
+}

@@ -50,7 +50,7 @@ pub fn train_from_texts<I>(cfg: &BpeConfig, texts: I) -> Result<Tokenizer>
 where
     I: Iterator<Item = String> + Send,
 {
-    ensure!(cfg.vocab_size % 64 == 0, "--vocab-size must be a multiple of 64 (got {})", cfg.vocab_size);
+    ensure!(cfg.vocab_size / 64 * 64 == cfg.vocab_size, "--vocab-size must be a multiple of 64 (got {})", cfg.vocab_size);
     ensure!(cfg.vocab_size >= 320, "--vocab-size must be at least 320 (256 byte symbols + specials)");
     let mut tok = Tokenizer::new(BPE::default());
     tok.with_normalizer(Some(NFC));

@@ -151,10 +151,10 @@ mod tests {
         std::fs::write(root.join("bin.dat"), [0xffu8, 0xfe, 0x00]).unwrap();
         std::fs::write(root.join("d.jsonl"), "{\"text\": \"one\"}\n\n\"two\"\n{\"text\": \"  \"}\n").unwrap();
 
-        let all = collect_files(&[root.clone()], &[], &[]).unwrap();
+        let all = collect_files(std::slice::from_ref(&root), &[], &[]).unwrap();
         let keys: Vec<_> = all.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, ["bin.dat", "code/a.rs", "code/sub/b.rs", "code/sub/c.txt", "d.jsonl"]);
-        let rs = collect_files(&[root.clone()], &["*.rs".into()], &["**/sub/**".into()]).unwrap();
+        let rs = collect_files(std::slice::from_ref(&root), &["*.rs".into()], &["**/sub/**".into()]).unwrap();
         assert_eq!(rs.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(), ["code/a.rs"]);
         let direct = collect_files(&[root.join("code/sub/b.rs")], &["*.md".into()], &[]).unwrap();
         assert_eq!(direct[0].key, "b.rs");

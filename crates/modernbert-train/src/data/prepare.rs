@@ -351,6 +351,11 @@ mod tests {
             total += d.len() as u64;
         }
         assert_eq!(total, train.tokens);
+        // the tokens are the text's: decode a short document back
+        let (tok, _) = tokenizer_info(&asset_tokenizer()).unwrap();
+        let texts: Vec<String> = (0..set.num_docs()).map(|i| tok.decode(set.doc(i), true).unwrap()).collect();
+        assert!(texts.iter().any(|t| t == "Document number 3. Document number 3. Document number 3. Document number 3. "));
+        assert!(texts.iter().any(|t| t == "second line") || heldout_txt.contains("lines.jsonl:2"));
         // same output again (deterministic), replacing the previous directory
         let m2 = prepare(&cfg).unwrap();
         assert_eq!(m, m2);

@@ -1,6 +1,6 @@
 //! The attention block: fused Wqkv, RoPE, local (banded) or global attention, Wo.
 
-use super::nn::Linear;
+use super::nn::{Linear, Precision};
 use crate::batch::Batch;
 use crate::config::{Config, LayerType};
 use crate::error::Result;
@@ -23,12 +23,13 @@ pub struct Attention {
 
 impl Attention {
     /// Loads `layers.{index}.attn`; `rope` is the table for this layer's type.
-    pub fn load(w: &Weights, cfg: &Config, index: usize, rope: Arc<RopeTable>) -> Result<Self> {
+    pub fn load(w: &Weights, cfg: &Config, index: usize, rope: Arc<RopeTable>, precision: Precision) -> Result<Self> {
         let d = cfg.hidden_size;
         let name = format!("layers.{index}.attn");
+        let bias = cfg.attention_bias;
         Ok(Self {
-            wqkv: Linear::load_backbone(w, &format!("{name}.Wqkv"), 3 * d, d, cfg.attention_bias)?,
-            wo: Linear::load_backbone(w, &format!("{name}.Wo"), d, d, cfg.attention_bias)?,
+            wqkv: Linear::load_backbone(w, &format!("{name}.Wqkv"), (3 * d, d), bias, precision)?,
+            wo: Linear::load_backbone(w, &format!("{name}.Wo"), (d, d), bias, precision)?,
             num_heads: cfg.num_attention_heads,
             head_dim: cfg.head_dim(),
             window: match cfg.layer_types[index] {

@@ -1,6 +1,6 @@
 //! The GeGLU feed-forward block: `Wo(act(u) ⊙ g)` with `[u | g] = Wi(x)`.
 
-use super::nn::{activate, Linear};
+use super::nn::{activate, Linear, Precision};
 use crate::config::{Activation, Config};
 use crate::error::Result;
 use crate::ops::{self, GegluOp};
@@ -17,12 +17,12 @@ pub struct Mlp {
 
 impl Mlp {
     /// Loads `layers.{index}.mlp`.
-    pub fn load(w: &Weights, cfg: &Config, index: usize) -> Result<Self> {
+    pub fn load(w: &Weights, cfg: &Config, index: usize, precision: Precision) -> Result<Self> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
         let name = format!("layers.{index}.mlp");
         Ok(Self {
-            wi: Linear::load_backbone(w, &format!("{name}.Wi"), 2 * i, d, cfg.mlp_bias)?,
-            wo: Linear::load_backbone(w, &format!("{name}.Wo"), d, i, cfg.mlp_bias)?,
+            wi: Linear::load_backbone(w, &format!("{name}.Wi"), (2 * i, d), cfg.mlp_bias, precision)?,
+            wo: Linear::load_backbone(w, &format!("{name}.Wo"), (d, i), cfg.mlp_bias, precision)?,
             act: cfg.hidden_activation,
             inter: i,
         })

@@ -10,6 +10,7 @@ pub mod nn;
 pub use attention::Attention;
 pub use mlp::Mlp;
 use nn::LayerNorm;
+pub use nn::Precision;
 
 use crate::batch::Batch;
 use crate::config::{Config, LayerType};
@@ -52,7 +53,7 @@ pub struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn load(w: &Weights, cfg: &Config, index: usize, rope: Arc<RopeTable>) -> Result<Self> {
+    fn load(w: &Weights, cfg: &Config, index: usize, rope: Arc<RopeTable>, precision: Precision) -> Result<Self> {
         let d = cfg.hidden_size;
         let attn_norm_name = format!("layers.{index}.attn_norm");
         // HF checkpoints never store layers.0.attn_norm; accept one only where it exists.
@@ -63,9 +64,9 @@ impl EncoderLayer {
         };
         Ok(Self {
             attn_norm,
-            attn: Attention::load(w, cfg, index, rope)?,
+            attn: Attention::load(w, cfg, index, rope, precision)?,
             mlp_norm: LayerNorm::load(w, &format!("layers.{index}.mlp_norm"), d, cfg.norm_eps, cfg.norm_bias, true)?,
-            mlp: Mlp::load(w, cfg, index)?,
+            mlp: Mlp::load(w, cfg, index, precision)?,
         })
     }
 
@@ -89,8 +90,9 @@ pub struct ModernBert {
 }
 
 impl ModernBert {
-    /// Loads the backbone tensors (with or without the `model.` prefix).
-    pub fn load(w: &Weights, config: &Config) -> Result<Self> {
+    /// Loads the backbone tensors (with or without the `model.` prefix); the encoder's linear
+    /// layers are packed for `precision`.
+    pub fn load(w: &Weights, config: &Config, precision: Precision) -> Result<Self> {
         let head_dim = config.head_dim();
         let max_pos = config.max_position_embeddings;
         let global = Arc::new(RopeTable::new(config.global_rope_theta as f32, head_dim, max_pos));
@@ -105,7 +107,7 @@ impl ModernBert {
                     LayerType::Global => global.clone(),
                     LayerType::Local => local.clone(),
                 };
-                EncoderLayer::load(w, config, i, rope)
+                EncoderLayer::load(w, config, i, rope, precision)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {

@@ -1,45 +1,100 @@
 //! Building blocks: Linear, bias-free LayerNorm, activations.
 
 use crate::config::Activation;
-use crate::error::Result;
-use crate::ops::{self, LayerNormOp};
+use crate::error::{Error, Result};
+use crate::ops::{self, LayerNormOp, PackedLinearOp};
 use crate::weights::Weights;
 use candle_core::Tensor;
+use modernbert_kernels::{Bf16Linear, Int8Linear};
+use std::sync::Arc;
+
+/// Arithmetic of the encoder's linear layers (Wqkv, Wo, Wi, mlp Wo). Everything else
+/// (embeddings, norms, attention, heads) always runs in f32.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 weights and activations (exact parity with HF).
+    #[default]
+    F32,
+    /// bf16 weights and activations, f32 accumulation (AVX512-BF16 where present).
+    Bf16,
+    /// int8 weights (per output channel) and dynamically quantised int8 activations (VNNI).
+    Int8,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            "int8" => Ok(Precision::Int8),
+            other => Err(Error::Input(format!("unknown precision {other:?} (f32, bf16, int8)"))),
+        }
+    }
+}
+
+/// The weight of a linear layer in the form its precision needs.
+enum LinearWeight {
+    F32(Tensor),
+    Bf16(Arc<Bf16Linear>),
+    Int8(Arc<Int8Linear>),
+}
 
 /// `y = x · Wᵀ (+ b)` with `W` stored `[out, in]` as in PyTorch.
 pub struct Linear {
-    weight: Tensor,
+    weight: LinearWeight,
     bias: Option<Tensor>,
 }
 
 impl Linear {
-    /// Wraps a weight (and optional bias).
+    /// Wraps an f32 weight (and optional bias).
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        Self { weight: LinearWeight::F32(weight), bias }
     }
 
-    /// Loads `{name}.weight` `[out, in]` and, if `bias`, `{name}.bias` `[out]` from the backbone.
-    pub fn load_backbone(w: &Weights, name: &str, out: usize, inp: usize, bias: bool) -> Result<Self> {
+    /// Loads `{name}.weight` `[out, in]` and, if `bias`, `{name}.bias` `[out]` from the backbone,
+    /// packing the weight for `precision`.
+    pub fn load_backbone(
+        w: &Weights,
+        name: &str,
+        (out, inp): (usize, usize),
+        bias: bool,
+        precision: Precision,
+    ) -> Result<Self> {
         let weight = w.backbone(&format!("{name}.weight"), &[out, inp])?;
         let bias = if bias { Some(w.backbone(&format!("{name}.bias"), &[out])?) } else { None };
+        let weight = match precision {
+            Precision::F32 => LinearWeight::F32(weight),
+            Precision::Bf16 => LinearWeight::Bf16(Arc::new(Bf16Linear::new(&flat(&weight)?, out, inp))),
+            Precision::Int8 => LinearWeight::Int8(Arc::new(Int8Linear::new(&flat(&weight)?, out, inp))),
+        };
         Ok(Self { weight, bias })
     }
 
-    /// Loads a head linear layer (no prefix).
+    /// Loads a head linear layer (no prefix, always f32).
     pub fn load_head(w: &Weights, name: &str, out: usize, inp: usize, bias: bool) -> Result<Self> {
         let weight = w.get(&format!("{name}.weight"), &[out, inp])?;
         let bias = if bias { Some(w.get(&format!("{name}.bias"), &[out])?) } else { None };
-        Ok(Self { weight, bias })
+        Ok(Self::new(weight, bias))
     }
 
     /// Applies the layer to `[tokens, in]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        let y = match &self.weight {
+            LinearWeight::F32(w) => x.matmul(&w.t()?)?,
+            LinearWeight::Bf16(w) => ops::apply(x, &PackedLinearOp::Bf16(w))?,
+            LinearWeight::Int8(w) => ops::apply(x, &PackedLinearOp::Int8(w))?,
+        };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
     }
+}
+
+fn flat(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// LayerNorm over the last dimension; ModernBERT checkpoints have no bias.
