@@ -134,7 +134,8 @@ pub fn run(command: Commands) -> Result<()> {
         }
         Commands::Tokenizer(TokenizerCommand::Train(a)) => {
             let start = Instant::now();
-            let cfg = bpe::BpeConfig { vocab_size: a.vocab_size, min_frequency: a.min_frequency, show_progress: !a.quiet };
+            let cfg =
+                bpe::BpeConfig { vocab_size: a.vocab_size, min_frequency: a.min_frequency, show_progress: !a.quiet };
             let tok = bpe::train(&cfg, &a.files, &a.include, &a.exclude, &a.output)?;
             eprintln!(
                 "wrote {}: vocab {} ({} learned + 5 special + {} unused) in {:.1}s",

@@ -32,6 +32,7 @@ struct Cli {
 #[derive(clap::Args)]
 struct ModelArgs {
     /// Model directory (config.json, model.safetensors, tokenizer.json) or Hugging Face Hub id.
+    /// Default: $MODERNBERT_MODEL, else the model shipped in this repository (models/modernbert-mini).
     #[arg(long, short)]
     model: Option<String>,
     /// Truncate every input to this many tokens (special tokens included). Without it, an input
@@ -169,12 +170,21 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn load(args: &ModelArgs) -> Result<Model> {
-    let spec = args
-        .model
-        .clone()
-        .context("no --model given (a model directory or a Hugging Face Hub id)")?;
+    let spec = match &args.model {
+        Some(spec) => spec.clone(),
+        None => default_model().context("no --model given (a model directory or a Hugging Face Hub id)")?,
+    };
     let dir = modernbert::hub::resolve(&spec)?;
     Ok(Model::load_with(&dir, args.precision)?)
+}
+
+/// The model used when `--model` is not given: `$MODERNBERT_MODEL`, else the repository's own.
+fn default_model() -> Option<String> {
+    if let Ok(spec) = std::env::var("MODERNBERT_MODEL") {
+        return Some(spec);
+    }
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/modernbert-mini");
+    std::path::Path::new(shipped).join("config.json").is_file().then(|| shipped.to_string())
 }
 
 fn emit(out: &mut impl Write, value: &impl Serialize) -> Result<()> {

@@ -86,6 +86,9 @@ pub struct ServeArgs {
     /// Model name reported by /info and /v1/embeddings (default: --model).
     #[arg(long)]
     pub served_model_name: Option<String>,
+    /// Arithmetic of the encoder's linear layers: f32 (exact), bf16 or int8 (faster, approximate).
+    #[arg(long, default_value = "f32")]
+    pub precision: modernbert::Precision,
 }
 
 impl ServeArgs {
@@ -104,6 +107,7 @@ impl ServeArgs {
             pooling: None,
             model_workers: 1,
             served_model_name: None,
+            precision: modernbert::Precision::F32,
         }
     }
 }

@@ -125,7 +125,7 @@ impl AppState {
     pub fn load(&self) -> Result<Ready> {
         let args = &self.args;
         let dir = modernbert::hub::resolve(&args.model)?;
-        let model = Model::load(&dir)?;
+        let model = Model::load_with(&dir, args.precision)?;
         model.tokenizer().context("the server needs the model's tokenizer.json")?;
         let cfg = &model.config;
         let pooling = match args.pooling {
@@ -178,7 +178,7 @@ impl AppState {
         json!({
             "model_id": args.served_model_name.clone().unwrap_or_else(|| args.model.clone()),
             "model_sha": null,
-            "model_dtype": "float32",
+            "model_dtype": format!("{:?}", args.precision).to_lowercase(),
             "model_type": model_type,
             "max_concurrent_requests": args.max_concurrent_requests,
             "max_input_length": cfg.max_position_embeddings,

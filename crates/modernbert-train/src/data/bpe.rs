@@ -50,7 +50,11 @@ pub fn train_from_texts<I>(cfg: &BpeConfig, texts: I) -> Result<Tokenizer>
 where
     I: Iterator<Item = String> + Send,
 {
-    ensure!(cfg.vocab_size / 64 * 64 == cfg.vocab_size, "--vocab-size must be a multiple of 64 (got {})", cfg.vocab_size);
+    ensure!(
+        cfg.vocab_size / 64 * 64 == cfg.vocab_size,
+        "--vocab-size must be a multiple of 64 (got {})",
+        cfg.vocab_size
+    );
     ensure!(cfg.vocab_size >= 320, "--vocab-size must be at least 320 (256 byte symbols + specials)");
     let mut tok = Tokenizer::new(BPE::default());
     tok.with_normalizer(Some(NFC));
@@ -78,7 +82,11 @@ fn finish_layout(tok: &mut Tokenizer) -> Result<()> {
     let unused: Vec<AddedToken> =
         (0..total - base - SPECIAL_TOKENS.len()).map(|k| AddedToken::from(format!("[unused{k}]"), false)).collect();
     tok.add_tokens(&unused);
-    ensure!(tok.get_vocab_size(true) == total, "vocabulary layout came out wrong ({} != {total})", tok.get_vocab_size(true));
+    ensure!(
+        tok.get_vocab_size(true) == total,
+        "vocabulary layout came out wrong ({} != {total})",
+        tok.get_vocab_size(true)
+    );
     let id = |t: &str| tok.token_to_id(t).ok_or_else(|| anyhow!("missing {t}"));
     for (k, s) in SPECIAL_TOKENS.iter().enumerate() {
         ensure!(id(s)? as usize == base + k, "{s} did not get id {}", base + k);
@@ -97,7 +105,13 @@ fn finish_layout(tok: &mut Tokenizer) -> Result<()> {
 
 /// Trains on files and directories (same walking and JSONL rules as `data prepare`; invalid
 /// UTF-8 files are skipped with a warning) and writes `tokenizer.json` atomically.
-pub fn train(cfg: &BpeConfig, inputs: &[PathBuf], include: &[String], exclude: &[String], output: &Path) -> Result<Tokenizer> {
+pub fn train(
+    cfg: &BpeConfig,
+    inputs: &[PathBuf],
+    include: &[String],
+    exclude: &[String],
+    output: &Path,
+) -> Result<Tokenizer> {
     let files = collect_files(inputs, include, exclude)?;
     ensure!(!files.is_empty(), "no input files found");
     let mut docs = Vec::new();

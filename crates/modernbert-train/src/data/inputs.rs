@@ -78,7 +78,12 @@ pub fn collect_files(inputs: &[PathBuf], include: &[String], exclude: &[String])
                 continue;
             }
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            out.push(InputFile { path: entry.path().to_path_buf(), key: relative_key(rel), size, jsonl: is_jsonl(entry.path()) });
+            out.push(InputFile {
+                path: entry.path().to_path_buf(),
+                key: relative_key(rel),
+                size,
+                jsonl: is_jsonl(entry.path()),
+            });
         }
     }
     Ok(out)
@@ -115,7 +120,8 @@ pub fn read_docs(file: &InputFile) -> Result<FileDocs> {
         }
         lines += 1;
         let where_ = || format!("{}:{n}", file.path.display());
-        let value: serde_json::Value = serde_json::from_slice(line).with_context(|| format!("{}: invalid JSON", where_()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(line).with_context(|| format!("{}: invalid JSON", where_()))?;
         let text = match value {
             serde_json::Value::String(s) => s,
             serde_json::Value::Object(mut o) => match o.remove("text") {

@@ -59,7 +59,13 @@ pub struct Masker {
 impl Masker {
     /// A masker for a vocabulary of `vocab_size` ids. `special_ids` are never selected nor drawn;
     /// `no_random_ids` (e.g. `[unusedK]`) are never drawn.
-    pub fn new(cfg: MaskingConfig, vocab_size: u32, mask_id: u32, special_ids: &[u32], no_random_ids: &[u32]) -> Result<Self> {
+    pub fn new(
+        cfg: MaskingConfig,
+        vocab_size: u32,
+        mask_id: u32,
+        special_ids: &[u32],
+        no_random_ids: &[u32],
+    ) -> Result<Self> {
         ensure!(
             (0.0..=1.0).contains(&cfg.mlm_probability)
                 && cfg.mask_fraction >= 0.0
@@ -74,7 +80,8 @@ impl Masker {
                 *x = true;
             }
         }
-        let random_ids: Vec<u32> = (0..vocab_size).filter(|&id| !never[id as usize] && !no_random_ids.contains(&id)).collect();
+        let random_ids: Vec<u32> =
+            (0..vocab_size).filter(|&id| !never[id as usize] && !no_random_ids.contains(&id)).collect();
         ensure!(!random_ids.is_empty(), "no ordinary token ids to draw random replacements from");
         Ok(Self { cfg, mask_id, never, random_ids })
     }
@@ -140,7 +147,17 @@ mod tests {
     }
 
     fn row(n: usize) -> Vec<u32> {
-        (0..n).map(|i| if i % 10 == 0 { 996 } else if i % 10 == 9 { 997 } else { (i * 7 % 990) as u32 }).collect()
+        (0..n)
+            .map(|i| {
+                if i % 10 == 0 {
+                    996
+                } else if i % 10 == 9 {
+                    997
+                } else {
+                    (i * 7 % 990) as u32
+                }
+            })
+            .collect()
     }
 
     #[test]

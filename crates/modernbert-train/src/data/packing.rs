@@ -49,7 +49,10 @@ impl GreedyBestFitPacker {
     /// A packer for rows of `row_tokens` tokens and documents of at most `max_seq_len` tokens;
     /// `buffer_factor` is 5 in the spec. Panics unless `0 < max_seq_len <= row_tokens`.
     pub fn new(row_tokens: usize, max_seq_len: usize, buffer_factor: usize) -> Self {
-        assert!(max_seq_len > 0 && max_seq_len <= row_tokens, "need 0 < max_seq_len ({max_seq_len}) <= row_tokens ({row_tokens})");
+        assert!(
+            max_seq_len > 0 && max_seq_len <= row_tokens,
+            "need 0 < max_seq_len ({max_seq_len}) <= row_tokens ({row_tokens})"
+        );
         Self { row_tokens, max_seq_len, buffer_factor: buffer_factor.max(1), buffer: VecDeque::new() }
     }
 
@@ -203,9 +206,8 @@ mod tests {
     #[test]
     fn nothing_lost_and_high_efficiency_on_random_lengths() {
         let mut rng = Pcg64::new(3);
-        let lens: Vec<u32> = (0..20_000)
-            .map(|_| if rng.below(4) == 0 { 1024 } else { 3 + rng.below(900) as u32 })
-            .collect();
+        let lens: Vec<u32> =
+            (0..20_000).map(|_| if rng.below(4) == 0 { 1024 } else { 3 + rng.below(900) as u32 }).collect();
         let mut p = GreedyBestFitPacker::new(8192, 1024, 5);
         let mut src = docs(&lens);
         let mut seen = Vec::new();

@@ -123,10 +123,15 @@ pub fn wrap_and_chunk(ids: &[u32], cls: u32, sep: u32, max_len: usize) -> Vec<Ve
 }
 
 fn progress_bar(total: u64, on: bool) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(Some(total), if on { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let pb = ProgressBar::with_draw_target(
+        Some(total),
+        if on { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
     pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
-            .unwrap(),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+        )
+        .unwrap(),
     );
     pb
 }
@@ -189,7 +194,13 @@ pub fn prepare(cfg: &PrepareConfig) -> Result<Manifest> {
     Ok(manifest)
 }
 
-fn write_shards(cfg: &PrepareConfig, tok: &tokenizers::Tokenizer, info: &TokenizerInfo, files: &[InputFile], dir: &Path) -> Result<Manifest> {
+fn write_shards(
+    cfg: &PrepareConfig,
+    tok: &tokenizers::Tokenizer,
+    info: &TokenizerInfo,
+    files: &[InputFile],
+    dir: &Path,
+) -> Result<Manifest> {
     let mut stats = InputStats::default();
     let mut w = Writers {
         train: ShardWriter::new(dir, Split::Train, cfg.shard_tokens),
@@ -248,7 +259,14 @@ fn write_shards(cfg: &PrepareConfig, tok: &tokenizers::Tokenizer, info: &Tokeniz
     Ok(manifest)
 }
 
-fn flush(cfg: &PrepareConfig, tok: &tokenizers::Tokenizer, info: &TokenizerInfo, p: &mut Pending, w: &mut Writers, stats: &mut InputStats) -> Result<()> {
+fn flush(
+    cfg: &PrepareConfig,
+    tok: &tokenizers::Tokenizer,
+    info: &TokenizerInfo,
+    p: &mut Pending,
+    w: &mut Writers,
+    stats: &mut InputStats,
+) -> Result<()> {
     if p.texts.is_empty() {
         return Ok(());
     }
@@ -314,13 +332,15 @@ mod tests {
         let corpus = dir.path().join("corpus");
         std::fs::create_dir_all(corpus.join("sub")).unwrap();
         for i in 0..40 {
-            std::fs::write(corpus.join(format!("sub/f{i:02}.txt")), format!("Document number {i}. ").repeat(1 + i % 9)).unwrap();
+            std::fs::write(corpus.join(format!("sub/f{i:02}.txt")), format!("Document number {i}. ").repeat(1 + i % 9))
+                .unwrap();
         }
         std::fs::write(corpus.join("long.txt"), "word ".repeat(300)).unwrap();
         std::fs::write(corpus.join("empty.txt"), "  \n").unwrap();
         std::fs::write(corpus.join("bad.txt"), [0xc3u8, 0x28]).unwrap();
         std::fs::write(corpus.join("skip.md"), "excluded").unwrap();
-        std::fs::write(corpus.join("lines.jsonl"), "{\"text\": \"first line\"}\n{\"text\": \"second line\"}\n").unwrap();
+        std::fs::write(corpus.join("lines.jsonl"), "{\"text\": \"first line\"}\n{\"text\": \"second line\"}\n")
+            .unwrap();
         let out = dir.path().join("shards");
         let mut cfg = PrepareConfig::new(asset_tokenizer(), out.clone(), vec![corpus.clone()]);
         cfg.exclude = vec!["*.md".into()];
@@ -354,7 +374,9 @@ mod tests {
         // the tokens are the text's: decode a short document back
         let (tok, _) = tokenizer_info(&asset_tokenizer()).unwrap();
         let texts: Vec<String> = (0..set.num_docs()).map(|i| tok.decode(set.doc(i), true).unwrap()).collect();
-        assert!(texts.iter().any(|t| t == "Document number 3. Document number 3. Document number 3. Document number 3. "));
+        assert!(texts
+            .iter()
+            .any(|t| t == "Document number 3. Document number 3. Document number 3. Document number 3. "));
         assert!(texts.iter().any(|t| t == "second line") || heldout_txt.contains("lines.jsonl:2"));
         // same output again (deterministic), replacing the previous directory
         let m2 = prepare(&cfg).unwrap();

@@ -147,8 +147,15 @@ impl Manifest {
         let path = dir.join(MANIFEST);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("{} (is {} a `data prepare` output?)", path.display(), dir.display()))?;
-        let m: Manifest = serde_json::from_str(&text).with_context(|| format!("{}: invalid manifest", path.display()))?;
-        ensure!(m.format == FORMAT && m.version == VERSION, "{}: unsupported format {} v{}", path.display(), m.format, m.version);
+        let m: Manifest =
+            serde_json::from_str(&text).with_context(|| format!("{}: invalid manifest", path.display()))?;
+        ensure!(
+            m.format == FORMAT && m.version == VERSION,
+            "{}: unsupported format {} v{}",
+            path.display(),
+            m.format,
+            m.version
+        );
         Ok(m)
     }
 
@@ -176,7 +183,13 @@ struct OpenWriter {
 impl ShardWriter {
     /// A writer for `split` into `dir` (which must exist).
     pub fn new(dir: &Path, split: Split, max_shard_tokens: u64) -> Self {
-        Self { dir: dir.to_path_buf(), split, max_shard_tokens: max_shard_tokens.max(1), current: None, info: SplitInfo::default() }
+        Self {
+            dir: dir.to_path_buf(),
+            split,
+            max_shard_tokens: max_shard_tokens.max(1),
+            current: None,
+            info: SplitInfo::default(),
+        }
     }
 
     /// Appends one document (already wrapped in `[CLS]`/`[SEP]`).
@@ -191,7 +204,8 @@ impl ShardWriter {
             let k = self.info.shards.len();
             let tokens_tmp = self.dir.join(format!("{}-{k:05}.tokens.tmp", self.split));
             let f = File::create(&tokens_tmp).with_context(|| format!("creating {}", tokens_tmp.display()))?;
-            self.current = Some(OpenWriter { tokens: BufWriter::with_capacity(1 << 20, f), tokens_tmp, offsets: vec![0] });
+            self.current =
+                Some(OpenWriter { tokens: BufWriter::with_capacity(1 << 20, f), tokens_tmp, offsets: vec![0] });
         }
         let w = self.current.as_mut().unwrap();
         w.tokens.write_all(bytemuck::cast_slice(doc))?;
@@ -367,7 +381,11 @@ mod tests {
         let empty = ShardSet::open(dir.path(), Split::Heldout).unwrap();
         assert_eq!(empty.num_docs(), 0);
         // no temp files left behind
-        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("tmp")));
+        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("tmp")));
         // a truncated file is detected
         let f = dir.path().join(&m.splits[&Split::Train].shards[0].tokens_file);
         let bytes = std::fs::read(&f).unwrap();

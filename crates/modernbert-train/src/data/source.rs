@@ -151,7 +151,12 @@ impl BatchSource {
     pub fn new(shards: ShardSet, mut cfg: SourceConfig) -> Result<Self> {
         cfg.split = shards.split();
         ensure!(cfg.max_seq_len >= 3, "max_seq_len must be at least 3 ([CLS] token [SEP])");
-        ensure!(cfg.row_tokens >= cfg.max_seq_len, "row_tokens ({}) < max_seq_len ({})", cfg.row_tokens, cfg.max_seq_len);
+        ensure!(
+            cfg.row_tokens >= cfg.max_seq_len,
+            "row_tokens ({}) < max_seq_len ({})",
+            cfg.row_tokens,
+            cfg.max_seq_len
+        );
         ensure!(cfg.rows_per_step > 0, "rows_per_step must be positive");
         ensure!(shards.num_docs() <= u32::MAX as usize, "more than 2^32 documents in one split");
         let tok = &shards.manifest().tokenizer;
@@ -329,7 +334,8 @@ impl BatchSource {
         let index = self.step;
         let packed = self.pack(rows)?;
         self.step += 1;
-        let batches: Vec<MlmBatch> = packed.iter().enumerate().map(|(r, row)| self.materialize(row, index, r)).collect();
+        let batches: Vec<MlmBatch> =
+            packed.iter().enumerate().map(|(r, row)| self.materialize(row, index, r)).collect();
         let tokens = packed.iter().map(|r| r.tokens).sum();
         Some(Step { index, epoch: self.epoch, capacity: batches.len() * self.cfg.row_tokens, batches, tokens })
     }
@@ -353,7 +359,12 @@ impl BatchSource {
         ensure!(saved.version == STATE_VERSION, "unsupported data source state version {}", saved.version);
         let (a, b) = (SourceConfig { rows_per_step: 1, ..saved.config }, SourceConfig { rows_per_step: 1, ..self.cfg });
         ensure!(a == b, "data source state was saved with another configuration: {:?} vs {:?}", saved.config, self.cfg);
-        ensure!(saved.num_docs == self.shards.num_docs() as u64, "data source state is for a split of {} documents, not {}", saved.num_docs, self.shards.num_docs());
+        ensure!(
+            saved.num_docs == self.shards.num_docs() as u64,
+            "data source state is for a split of {} documents, not {}",
+            saved.num_docs,
+            self.shards.num_docs()
+        );
         self.pending.clear();
         self.partial = None;
         match saved.partial {
@@ -395,7 +406,14 @@ impl Iterator for BatchSource {
 /// Packs (without masking) the first epoch of a split and returns the counters — what
 /// `data prepare` prints as packing efficiency. Steps whose rows are not all filled because the
 /// epoch ended are not counted, as training would continue into the next epoch.
-pub fn measure_packing(dir: &Path, split: Split, max_seq_len: usize, row_tokens: usize, rows_per_step: usize, seed: u64) -> Result<PackStats> {
+pub fn measure_packing(
+    dir: &Path,
+    split: Split,
+    max_seq_len: usize,
+    row_tokens: usize,
+    rows_per_step: usize,
+    seed: u64,
+) -> Result<PackStats> {
     let cfg = SourceConfig { split, max_seq_len, row_tokens, rows_per_step, seed, ..SourceConfig::train(seed) };
     let mut src = BatchSource::open(dir, cfg)?;
     let mut stats = PackStats::default();

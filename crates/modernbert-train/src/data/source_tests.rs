@@ -5,7 +5,9 @@ use crate::data::testutil::write_shards;
 /// Content lengths: mostly short, some longer than max_seq_len (chunked at read time).
 fn lengths(n: usize, seed: u64) -> Vec<usize> {
     let mut rng = Pcg64::new(seed);
-    (0..n).map(|_| if rng.below(10) == 0 { 100 + rng.below(300) as usize } else { 1 + rng.below(60) as usize }).collect()
+    (0..n)
+        .map(|_| if rng.below(10) == 0 { 100 + rng.below(300) as usize } else { 1 + rng.below(60) as usize })
+        .collect()
 }
 
 fn cfg(seed: u64) -> SourceConfig {
