@@ -4,7 +4,7 @@
 //! Arithmetic: `W` and `x` are rounded to bf16 (round to nearest even, like
 //! `tensor.to(torch.bfloat16)`); every product of two bf16 values is exact in `f32` and the
 //! products are summed in `f32`. The summation order differs between the AVX-512 path
-//! (pairs of `k` per `vdpbf16ps`, k blocks of [`KGC_MAX`] pairs) and the portable path, so
+//! (pairs of `k` per `vdpbf16ps`, k blocks of up to 192 pairs) and the portable path, so
 //! results agree to `f32` rounding (≲ 1e-6 relative to `Σ|x||w|`), not bit for bit.
 //! `vdpbf16ps` treats bf16 subnormals (`|v| < 1.2e-38`) as zero.
 

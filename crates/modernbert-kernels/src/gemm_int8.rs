@@ -57,13 +57,15 @@ impl Int8Path {
     }
 }
 
-/// Whether this CPU has the AVX512-VNNI kernels (`avx512f`, `avx512bw`, `avx512vnni`).
+/// Whether this CPU has the AVX512-VNNI kernels (`avx512f`, `avx512bw`, `avx512vl`,
+/// `avx512vnni`).
 /// Without them [`Int8Linear`] runs a portable path with bit-identical results.
 pub fn int8_native() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
             && is_x86_feature_detected!("avx512vnni")
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -465,36 +467,43 @@ mod avx512 {
     }
 
     /// [`super::quantize_row`] with AVX-512 (same arithmetic: `vcvtps2dq` rounds half to even).
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn quantize_row(x: &[f32], out: &mut [u32]) -> (f32, i32) {
         let n = x.len();
+        let full = n / LANES * LANES;
         let xp = x.as_ptr();
         let (mut mn, mut mx) = (_mm512_setzero_ps(), _mm512_setzero_ps());
         let mut k = 0;
-        while k < n {
-            // Masked-off lanes load 0, which is in the range anyway.
-            let v = _mm512_maskz_loadu_ps(mask(n - k), xp.add(k));
+        while k < full {
+            let v = _mm512_loadu_ps(xp.add(k));
             mn = _mm512_min_ps(mn, v);
             mx = _mm512_max_ps(mx, v);
             k += LANES;
         }
+        if full < n {
+            // Masked-off lanes load 0, which is in the range anyway.
+            let v = _mm512_maskz_loadu_ps(mask(n - full), xp.add(full));
+            mn = _mm512_min_ps(mn, v);
+            mx = _mm512_max_ps(mx, v);
+        }
         let (s, inv, zp) = act_params(_mm512_reduce_min_ps(mn), _mm512_reduce_max_ps(mx));
         let (invv, zpv) = (_mm512_set1_ps(inv), _mm512_set1_epi32(zp));
         let (lo, hi) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
+        let q = |v: __m512| {
+            let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, invv)), zpv);
+            _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi))
+        };
         let op = out.as_mut_ptr() as *mut u8;
         let mut k = 0;
-        while k < n {
-            let v = _mm512_maskz_loadu_ps(mask(n - k), xp.add(k));
-            let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, invv)), zpv);
-            let q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
-            let bytes = _mm512_cvtepi32_epi8(q);
-            let keep = (out.len() * 4 - k).min(16);
-            _mm_mask_storeu_epi8(
-                op.add(k) as *mut _,
-                (((1u32 << keep) - 1) & 0xFFFF) as u16,
-                bytes,
-            );
+        while k < full {
+            _mm_storeu_si128(op.add(k) as *mut _, q(_mm512_loadu_ps(xp.add(k))));
             k += LANES;
+        }
+        if full < n {
+            let bytes = q(_mm512_maskz_loadu_ps(mask(n - full), xp.add(full)));
+            // Up to the end of the last cell (padding bytes are don't-care).
+            let keep = out.len() * 4 - full;
+            _mm_mask_storeu_epi8(op.add(full) as *mut _, mask(keep), bytes);
         }
         (s, zp)
     }

@@ -178,7 +178,11 @@ fn need_classifier(ready: &Ready, rerank: bool) -> Result<(), ApiError> {
     } else {
         "/predict needs a sequence-classification model (ModernBertForSequenceClassification)"
     };
-    Err(ApiError::backend(format!("{what}; the loaded model is {} with {} labels", ready.architecture, ready.labels.len())))
+    let loaded = match ready.kind {
+        ModelKind::Classifier => format!("{} with {} labels", ready.architecture, ready.labels.len()),
+        _ => ready.architecture.to_string(),
+    };
+    Err(ApiError::backend(format!("{what}; the loaded model is {loaded}")))
 }
 
 /// Logits → scores: logits themselves (`raw`), sigmoid for one label, softmax otherwise.

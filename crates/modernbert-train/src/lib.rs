@@ -7,12 +7,15 @@
 //! Model side: [`model`] (differentiable ModernBERT, HF parameter names), [`ops`] (fused CPU ops
 //! with backward passes), [`params`] (names, shapes, init classes), [`rng`] (deterministic streams).
 
+pub mod config;
 pub mod data;
+pub mod init;
 pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod rng;
+pub mod schedule;
 pub mod st;
 
 /// One micro-batch for masked-LM training, unpadded: documents are concatenated and
