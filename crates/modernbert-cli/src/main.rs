@@ -2,6 +2,8 @@
 //! one object per input; errors are one line on stderr with a non-zero exit code.
 
 mod bench;
+#[cfg(feature = "train")]
+mod data_cmd;
 mod input;
 #[cfg(feature = "serve")]
 mod serve;
@@ -92,6 +94,9 @@ enum Command {
     Bench(bench::BenchArgs),
     #[cfg(feature = "train")]
     #[command(flatten)]
+    Data(data_cmd::Commands),
+    #[cfg(feature = "train")]
+    #[command(flatten)]
     Train(train::Commands),
     #[cfg(feature = "serve")]
     #[command(flatten)]
@@ -161,6 +166,8 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bench(args) => bench::run(args)?,
+        #[cfg(feature = "train")]
+        Command::Data(command) => data_cmd::run(command)?,
         #[cfg(feature = "train")]
         Command::Train(command) => train::run(command)?,
         #[cfg(feature = "serve")]

@@ -1,0 +1,252 @@
+//! Checkpoints: an HF-layout model directory plus everything needed to resume exactly.
+//!
+//! `out_dir/checkpoints/step-00000100/` holds
+//! * `config.json` — the original ModernBERT key form (`global_attn_every_n_layers`,
+//!   `global_rope_theta`, `local_rope_theta`, `norm_eps` + `layer_norm_eps`, …);
+//! * `model.safetensors` — every parameter by its HF name, f32, without the tied `decoder.weight`;
+//! * `tokenizer.json` (and `tokenizer_config.json` / `special_tokens_map.json` when they sit next
+//!   to the run's tokenizer);
+//! * `optimizer.safetensors` — StableAdamW moments and step;
+//! * `trainer_state.json` — step, tokens, phase, data position; `run_config.json` — the run config.
+//!
+//! A checkpoint is written to a temporary directory, fsynced, and renamed into place; `latest`
+//! (a one-line file naming the newest checkpoint) is replaced the same way. A crash leaves either
+//! the previous or the new checkpoint, never a torn one.
+
+use crate::config::RunConfig;
+use crate::model::{DropoutConfig, TrainModel};
+use crate::optim::StableAdamW;
+use crate::st::{self, HostTensor};
+use anyhow::{bail, Context, Result};
+use modernbert::config::{Activation, LayerType, Pooling};
+use modernbert::Config;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Where a run stands; saved as `trainer_state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Real tokens trained on, all phases.
+    pub tokens: u64,
+    /// Index of the current phase.
+    pub phase: usize,
+    /// Tokens trained in the current phase (the schedules' clock).
+    pub phase_tokens: u64,
+    /// `BatchSource::state()` of the current phase's data source (`null` before its first step).
+    pub data: Value,
+    /// Dropout masks are the stateless streams `Rng::keyed(seed, [step, micro, site])`, so the
+    /// seed is the whole RNG state.
+    pub seed: u64,
+    /// Wall-clock seconds spent training so far (for tokens/s across resumes).
+    pub elapsed_secs: f64,
+}
+
+/// `config.json` in the original ModernBERT key form for `cfg`.
+pub fn hf_config_json(cfg: &Config, initializer_range: f64, cutoff: f64, dropout: &DropoutConfig) -> Value {
+    let act = |a: Activation| match a {
+        Activation::Gelu => "gelu",
+        Activation::GeluTanh => "gelu_pytorch_tanh",
+        Activation::Relu => "relu",
+        Activation::Silu => "silu",
+        Activation::Tanh => "tanh",
+    };
+    let every = (1..=cfg.num_hidden_layers.max(1)).find(|&n| {
+        cfg.layer_types.iter().enumerate().all(|(i, t)| (*t == LayerType::Global) == (i % n == 0))
+    });
+    let mut v = json!({
+        "architectures": ["ModernBertForMaskedLM"],
+        "model_type": "modernbert",
+        "attention_bias": cfg.attention_bias,
+        "attention_dropout": 0.0,
+        "bos_token_id": cfg.cls_token_id,
+        "classifier_activation": act(cfg.classifier_activation),
+        "classifier_bias": cfg.classifier_bias,
+        "classifier_dropout": 0.0,
+        "classifier_pooling": match cfg.classifier_pooling { Pooling::Cls => "cls", Pooling::Mean => "mean" },
+        "cls_token_id": cfg.cls_token_id,
+        "decoder_bias": cfg.decoder_bias,
+        "deterministic_flash_attn": false,
+        "embedding_dropout": dropout.embedding,
+        "eos_token_id": cfg.sep_token_id,
+        "global_attn_every_n_layers": every.unwrap_or(1),
+        "global_rope_theta": cfg.global_rope_theta,
+        "gradient_checkpointing": false,
+        "hidden_activation": act(cfg.hidden_activation),
+        "hidden_size": cfg.hidden_size,
+        "initializer_cutoff_factor": cutoff,
+        "initializer_range": initializer_range,
+        "intermediate_size": cfg.intermediate_size,
+        "layer_norm_eps": cfg.norm_eps,
+        "local_attention": cfg.local_attention,
+        "local_rope_theta": cfg.local_rope_theta,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "mlp_bias": cfg.mlp_bias,
+        "mlp_dropout": dropout.mlp,
+        "norm_bias": cfg.norm_bias,
+        "norm_eps": cfg.norm_eps,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "pad_token_id": cfg.pad_token_id,
+        "position_embedding_type": "absolute",
+        "sep_token_id": cfg.sep_token_id,
+        "sparse_pred_ignore_index": -100,
+        "sparse_prediction": false,
+        "tie_word_embeddings": true,
+        "torch_dtype": "float32",
+        "vocab_size": cfg.vocab_size,
+    });
+    if every.is_none() {
+        // Not expressible with the legacy key: add the transformers-5 list (it wins when present).
+        let types: Vec<&str> = cfg
+            .layer_types
+            .iter()
+            .map(|t| if *t == LayerType::Global { "full_attention" } else { "sliding_attention" })
+            .collect();
+        v["layer_types"] = json!(types);
+    }
+    v
+}
+
+/// Writes `config.json` + `model.safetensors` (no tied `decoder.weight`) of `model` into `dir`.
+pub fn save_hf_model(dir: &Path, model: &TrainModel, initializer_range: f64, cutoff: f64, dropout: &DropoutConfig) -> Result<()> {
+    let cfg = hf_config_json(model.config(), initializer_range, cutoff, dropout);
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg)? + "\n")?;
+    let mut tensors = BTreeMap::new();
+    for (name, t) in model.tensors()? {
+        let shape = t.dims().to_vec();
+        tensors.insert(name, HostTensor { shape, data: t.flatten_all()?.to_vec1()? });
+    }
+    st::save(&dir.join("model.safetensors"), &tensors, HashMap::from([("format".to_string(), "pt".to_string())]))
+}
+
+/// Copies the tokenizer (and its HF side files, if present next to it) into `dir`.
+pub fn copy_tokenizer(tokenizer: &Path, dir: &Path) -> Result<()> {
+    std::fs::copy(tokenizer, dir.join("tokenizer.json"))
+        .with_context(|| format!("cannot copy {}", tokenizer.display()))?;
+    if let Some(src) = tokenizer.parent() {
+        for side in ["tokenizer_config.json", "special_tokens_map.json"] {
+            if src.join(side).is_file() {
+                std::fs::copy(src.join(side), dir.join(side))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Everything a checkpoint stores besides the model.
+pub struct CheckpointParts<'a> {
+    /// The model being trained.
+    pub model: &'a TrainModel,
+    /// Its optimizer.
+    pub optimizer: &'a StableAdamW,
+    /// Loop position.
+    pub state: &'a TrainerState,
+    /// The run's configuration.
+    pub run: &'a RunConfig,
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            File::open(&path)?.sync_all()?;
+        }
+    }
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Replaces `path` atomically with `bytes` (temp file, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Name of the checkpoint directory of a step.
+pub fn step_name(step: u64) -> String {
+    format!("step-{step:08}")
+}
+
+/// Writes a full checkpoint atomically as `root/name` and points `root/latest` at it.
+pub fn save_checkpoint(root: &Path, name: &str, parts: &CheckpointParts) -> Result<PathBuf> {
+    std::fs::create_dir_all(root)?;
+    let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp)?;
+    let m = &parts.run.model;
+    save_hf_model(&tmp, parts.model, m.initializer_range, m.initializer_cutoff_factor, &parts.run.dropout)?;
+    if let Some(tok) = &parts.run.data.tokenizer {
+        copy_tokenizer(tok, &tmp)?;
+    }
+    parts.optimizer.save(&tmp.join("optimizer.safetensors"))?;
+    std::fs::write(tmp.join("trainer_state.json"), serde_json::to_string_pretty(parts.state)? + "\n")?;
+    std::fs::write(tmp.join("run_config.json"), serde_json::to_string_pretty(parts.run)? + "\n")?;
+    sync_dir(&tmp)?;
+    let dst = root.join(name);
+    if dst.exists() {
+        let old = root.join(format!(".old-{name}-{}", std::process::id()));
+        std::fs::rename(&dst, &old)?;
+        std::fs::rename(&tmp, &dst)?;
+        std::fs::remove_dir_all(&old)?;
+    } else {
+        std::fs::rename(&tmp, &dst)?;
+    }
+    write_atomic(&root.join("latest"), format!("{name}\n").as_bytes())?;
+    Ok(dst)
+}
+
+/// Resolves `--resume PATH`: a checkpoint directory, or a run / `checkpoints` directory (its latest).
+pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
+    if path.join("trainer_state.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    for root in [path.join("checkpoints"), path.to_path_buf()] {
+        if let Ok(name) = std::fs::read_to_string(root.join("latest")) {
+            let dir = root.join(name.trim());
+            if dir.join("trainer_state.json").is_file() {
+                return Ok(dir);
+            }
+        }
+    }
+    bail!("{} is not a checkpoint (no trainer_state.json) nor a run directory with checkpoints/latest", path.display())
+}
+
+/// Reads `trainer_state.json` and `run_config.json` of a checkpoint.
+pub fn load_state(dir: &Path) -> Result<(TrainerState, RunConfig)> {
+    let read = |n: &str| std::fs::read_to_string(dir.join(n)).with_context(|| format!("{}: cannot read {n}", dir.display()));
+    let state: TrainerState = serde_json::from_str(&read("trainer_state.json")?).context("invalid trainer_state.json")?;
+    let run: RunConfig = serde_json::from_str(&read("run_config.json")?).context("invalid run_config.json")?;
+    Ok((state, run))
+}
+
+/// Deletes all but the newest `keep` `step-*` checkpoints under `root` (never `keep_name`).
+pub fn prune(root: &Path, keep: usize, keep_name: &str) -> Result<()> {
+    if keep == 0 {
+        return Ok(());
+    }
+    let mut steps: Vec<String> = std::fs::read_dir(root)?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    steps.sort();
+    let n = steps.len();
+    for name in steps.into_iter().take(n.saturating_sub(keep)) {
+        if name != keep_name {
+            std::fs::remove_dir_all(root.join(name))?;
+        }
+    }
+    Ok(())
+}
