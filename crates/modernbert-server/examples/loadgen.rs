@@ -27,9 +27,17 @@ struct Options {
 }
 
 fn parse() -> Result<Options> {
-    let mut o = Options { addr: None, model: None, clients: vec![1, 8, 32], tokens: vec![32, 256], seconds: 20.0, max_requests: 2000 };
+    let mut o = Options {
+        addr: None,
+        model: None,
+        clients: vec![1, 8, 32],
+        tokens: vec![32, 256],
+        seconds: 20.0,
+        max_requests: 2000,
+    };
     let mut args = std::env::args().skip(1);
-    let list = |s: String| -> Result<Vec<usize>> { s.split(',').map(|x| x.trim().parse().context("a number list")).collect() };
+    let list =
+        |s: String| -> Result<Vec<usize>> { s.split(',').map(|x| x.trim().parse().context("a number list")).collect() };
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
         match a.as_str() {
@@ -39,7 +47,9 @@ fn parse() -> Result<Options> {
             "--tokens" => o.tokens = list(value()?)?,
             "--seconds" => o.seconds = value()?.parse()?,
             "--max-requests" => o.max_requests = value()?.parse()?,
-            other => anyhow::bail!("unknown option {other} (--addr, --model, --clients, --tokens, --seconds, --max-requests)"),
+            other => anyhow::bail!(
+                "unknown option {other} (--addr, --model, --clients, --tokens, --seconds, --max-requests)"
+            ),
         }
     }
     Ok(o)
@@ -47,7 +57,8 @@ fn parse() -> Result<Options> {
 
 /// A text of about `tokens` tokens ([CLS]/[SEP] included) that differs per `seed`.
 fn text(tokens: usize, seed: usize) -> String {
-    const WORDS: &[&str] = &["the", "model", "reads", "a", "long", "document", "about", "rivers", "and", "mountains", "in", "spring"];
+    const WORDS: &[&str] =
+        &["the", "model", "reads", "a", "long", "document", "about", "rivers", "and", "mountains", "in", "spring"];
     let mut words = vec![format!("{}", seed % 1000)];
     words.extend((0..tokens.saturating_sub(3)).map(|i| WORDS[(i * 7 + seed) % WORDS.len()].to_string()));
     words.join(" ")
@@ -107,7 +118,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn main() -> Result<()> {

@@ -239,7 +239,9 @@ fn forward(model: &Model, pooling: Pooling, sequences: &[&[u32]], wants: &[Want]
                 Want::Logits => Output::Logits(std::mem::take(&mut logits[b])),
                 Want::Tokens => {
                     let r = batch.range(b);
-                    Output::Tokens(hidden.narrow(0, r.start, r.len()).and_then(|h| h.to_vec2::<f32>()).map_err(tensor_err)?)
+                    Output::Tokens(
+                        hidden.narrow(0, r.start, r.len()).and_then(|h| h.to_vec2::<f32>()).map_err(tensor_err)?,
+                    )
                 }
             })
         })

@@ -108,7 +108,8 @@ fn read_chunked(r: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
     loop {
         line.clear();
         r.read_line(&mut line)?;
-        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).map_err(|_| bad("bad chunk"))?;
+        let size =
+            usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16).map_err(|_| bad("bad chunk"))?;
         let mut chunk = vec![0; size + 2];
         r.read_exact(&mut chunk)?;
         if size == 0 {

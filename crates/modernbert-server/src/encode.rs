@@ -34,8 +34,8 @@ impl Encoder {
     /// token ids must be below `vocab`.
     pub fn load(dir: &Path, max_input: usize, vocab: usize, auto_truncate: bool) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let mut plain = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut plain =
+            tokenizers::Tokenizer::from_file(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         plain.with_truncation(None).map_err(anyhow::Error::msg)?;
         plain.with_padding(None);
         let truncating = |direction| -> Result<tokenizers::Tokenizer> {
@@ -166,12 +166,18 @@ impl Encoder {
     }
 
     /// Tokens of `text` as TEI's `/tokenize` reports them (byte offsets; specials without offsets).
-    pub fn tokenize(&self, text: &str, add_special_tokens: bool, prompt: Option<&str>) -> Result<Vec<SimpleToken>, ApiError> {
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        prompt: Option<&str>,
+    ) -> Result<Vec<SimpleToken>, ApiError> {
         let text = match prompt {
             Some(p) => format!("{p}{text}"),
             None => text.to_string(),
         };
-        let enc = self.plain.encode(text.as_str(), add_special_tokens).map_err(|e| ApiError::tokenizer(e.to_string()))?;
+        let enc =
+            self.plain.encode(text.as_str(), add_special_tokens).map_err(|e| ApiError::tokenizer(e.to_string()))?;
         Ok(enc
             .get_ids()
             .iter()

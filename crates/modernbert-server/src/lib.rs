@@ -114,7 +114,11 @@ impl ServeArgs {
 
 /// Serves on `listener` until `shutdown` resolves (or loading the model fails), then finishes
 /// in-flight requests, stops the model threads and returns.
-pub async fn serve(args: ServeArgs, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn serve(
+    args: ServeArgs,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let state = Arc::new(AppState::new(args));
     let app = routes::router(state.clone());
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();

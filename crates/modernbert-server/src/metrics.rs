@@ -9,13 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-const TIME_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+const TIME_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
-const TOKEN_BUCKETS: &[f64] = &[
-    16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0,
-];
+const TOKEN_BUCKETS: &[f64] =
+    &[16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0];
 
 /// A cumulative histogram with fixed upper bounds.
 pub struct Histogram {
@@ -27,7 +25,12 @@ pub struct Histogram {
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Self {
-        Self { bounds, counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(), sum_bits: AtomicU64::new(0), count: AtomicU64::new(0) }
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_bits: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
     }
 
     /// Records one value.
@@ -129,7 +132,12 @@ impl Metrics {
             let _ = writeln!(out, "modernbert_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
         }
         let gauges: [(&str, &str, &str, i64); 6] = [
-            ("te_request_success", "counter", "Inference requests answered with 200.", self.request_duration.count() as i64),
+            (
+                "te_request_success",
+                "counter",
+                "Inference requests answered with 200.",
+                self.request_duration.count() as i64,
+            ),
             ("te_embed_count", "counter", "Inputs run through the model.", self.inputs.load(Relaxed) as i64),
             ("te_tokens_total", "counter", "Tokens run through the model.", self.tokens.load(Relaxed) as i64),
             ("te_queue_size", "gauge", "Sequences waiting for the model.", self.queue_size.load(Relaxed)),

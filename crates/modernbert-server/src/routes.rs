@@ -235,8 +235,11 @@ async fn predict(State(state): St, body: Result<JsonBody<PredictRequest>, ApiErr
     let predictions: Vec<Vec<Prediction>> = scores
         .into_iter()
         .map(|s| {
-            let mut p: Vec<Prediction> =
-                s.into_iter().zip(&ready.labels).map(|(score, label)| Prediction { score, label: label.clone() }).collect();
+            let mut p: Vec<Prediction> = s
+                .into_iter()
+                .zip(&ready.labels)
+                .map(|(score, label)| Prediction { score, label: label.clone() })
+                .collect();
             p.sort_by(|a, b| b.score.total_cmp(&a.score));
             p
         })
@@ -303,7 +306,8 @@ async fn openai_embeddings(State(state): St, body: Result<JsonBody<OpenAiRequest
                 json!({ "object": "embedding", "embedding": embedding, "index": index })
             })
             .collect();
-        let model = req.model.or_else(|| state.args.served_model_name.clone()).unwrap_or_else(|| state.args.model.clone());
+        let model =
+            req.model.or_else(|| state.args.served_model_name.clone()).unwrap_or_else(|| state.args.model.clone());
         let body = json!({
             "object": "list",
             "data": data,

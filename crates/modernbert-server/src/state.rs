@@ -143,15 +143,22 @@ impl AppState {
         let architecture = model.head.name();
         let hidden_size = cfg.hidden_size;
         let info = self.info(&model, kind, pooling, &labels);
-        let limits = Limits { max_batch_tokens: args.max_batch_tokens.max(1), max_batch_requests: args.max_batch_requests };
+        let limits =
+            Limits { max_batch_tokens: args.max_batch_tokens.max(1), max_batch_requests: args.max_batch_requests };
         let batcher = Batcher::start(Arc::new(model), pooling, limits, args.model_workers, self.metrics.clone());
         // Warm-up: one short batch through the whole path (allocations, kernel dispatch, caches).
         let warm = encoder
             .encode_all(&[(Input::Text("Warm-up.".into()), None)], &EncodeOptions::default())
             .map_err(|e| anyhow::anyhow!("warm-up: {}", e.message))?;
-        let want = if kind == ModelKind::Embedding || kind == ModelKind::TokenClassifier { Want::Pooled } else { Want::Logits };
+        let want = if kind == ModelKind::Embedding || kind == ModelKind::TokenClassifier {
+            Want::Pooled
+        } else {
+            Want::Logits
+        };
         for rx in batcher.submit(warm, want) {
-            rx.blocking_recv().context("warm-up: the model thread stopped")?.map_err(|e| anyhow::anyhow!("warm-up: {e}"))?;
+            rx.blocking_recv()
+                .context("warm-up: the model thread stopped")?
+                .map_err(|e| anyhow::anyhow!("warm-up: {e}"))?;
         }
         Ok(Ready { encoder, batcher, kind, architecture, hidden_size, labels, info })
     }
@@ -266,11 +273,16 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::validation(format!("request body is larger than the limit of {} bytes", state.args.payload_limit))
+                ApiError::validation(format!(
+                    "request body is larger than the limit of {} bytes",
+                    state.args.payload_limit
+                ))
             } else {
                 ApiError::invalid(e.body_text())
             }
         })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
     }
 }

@@ -33,7 +33,8 @@ impl Inputs {
         match v {
             Value::String(s) => Ok(Self { items: vec![Input::Text(s)], single: true }),
             Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_number) => {
-                let ids = parse_ids(&a).ok_or_else(|| format!("token ids must be integers in 0..2^32; inputs {SHAPE}"))?;
+                let ids =
+                    parse_ids(&a).ok_or_else(|| format!("token ids must be integers in 0..2^32; inputs {SHAPE}"))?;
                 Ok(Self { items: vec![Input::Ids(ids)], single: true })
             }
             Value::Array(a) => {
@@ -84,7 +85,8 @@ pub struct PredictInputs {
 
 impl<'de> Deserialize<'de> for PredictInputs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const SHAPE: &str = "inputs must be a string, a pair [string, string], or a batch [[string], [string, string], ...]";
+        const SHAPE: &str =
+            "inputs must be a string, a pair [string, string], or a batch [[string], [string, string], ...]";
         let sequence = |v: &[Value]| -> Option<(String, Option<String>)> {
             let s = |i: usize| v.get(i).and_then(Value::as_str).map(str::to_string);
             match v.len() {

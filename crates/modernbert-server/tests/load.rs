@@ -101,7 +101,8 @@ fn overload_answers_200_or_429_and_memory_returns_to_baseline() {
             let (inputs, addr) = (&inputs, addr);
             s.spawn(move || {
                 for k in 0..inputs.len() {
-                    let r = client::post_json(addr, "/embed", &json!({ "inputs": inputs[(c + k) % inputs.len()] })).unwrap();
+                    let r = client::post_json(addr, "/embed", &json!({ "inputs": inputs[(c + k) % inputs.len()] }))
+                        .unwrap();
                     assert_eq!(r.status, 200);
                 }
             });

@@ -69,7 +69,12 @@ fn embed_options_dimensions_truncation_ids_and_openai() {
     assert_close(&cut, &full[..8], 1e-5);
     let unit = floats(&ok(post(&server, "/embed", json!({ "inputs": text, "dimensions": 8 })))[0]);
     assert!((unit.iter().map(|x| x * x).sum::<f32>().sqrt() - 1.0).abs() < 1e-5);
-    assert_error(&post(&server, "/embed", json!({ "inputs": text, "dimensions": 33 })), 422, "validation", "dimensions");
+    assert_error(
+        &post(&server, "/embed", json!({ "inputs": text, "dimensions": 33 })),
+        422,
+        "validation",
+        "dimensions",
+    );
 
     // Token ids (as /tokenize reports them) embed like the text.
     let tokens = ok(post(&server, "/tokenize", json!({ "inputs": text })));
@@ -81,7 +86,12 @@ fn embed_options_dimensions_truncation_ids_and_openai() {
     assert_close(&floats(&by_ids[0]), &full, 1e-5);
     let decoded = ok(post(&server, "/decode", json!({ "ids": ids })));
     assert_eq!(decoded, json!([text]));
-    assert_error(&post(&server, "/embed", json!({ "inputs": [[1, 99999999]] })), 422, "tokenizer", "outside the vocabulary");
+    assert_error(
+        &post(&server, "/embed", json!({ "inputs": [[1, 99999999]] })),
+        422,
+        "tokenizer",
+        "outside the vocabulary",
+    );
 
     // Over-long inputs: 413 unless truncated; left and right truncation keep different ends.
     let long = format!("{} end", "word ".repeat(9000));
@@ -89,7 +99,12 @@ fn embed_options_dimensions_truncation_ids_and_openai() {
     let right = ok(post(&server, "/embed", json!({ "inputs": long, "truncate": true })));
     let left = ok(post(&server, "/embed", json!({ "inputs": long, "truncate": true, "truncation_direction": "Left" })));
     assert_ne!(right, left);
-    assert_error(&post(&server, "/embed", json!({ "inputs": text, "prompt_name": "query" })), 422, "tokenizer", "no prompts");
+    assert_error(
+        &post(&server, "/embed", json!({ "inputs": text, "prompt_name": "query" })),
+        422,
+        "tokenizer",
+        "no prompts",
+    );
 
     // OpenAI: string, list, ids; float and base64; usage and model echoed.
     let r = ok(post(&server, "/v1/embeddings", json!({ "input": [text, "second"], "model": "m" })));
@@ -100,8 +115,10 @@ fn embed_options_dimensions_truncation_ids_and_openai() {
     let unit_full = floats(&r["data"][0]["embedding"]);
     assert_eq!(unit_full.len(), 32);
     assert_eq!(r["usage"]["prompt_tokens"].as_u64(), Some(ids.len() as u64 + 3));
-    let b64 = ok(post(&server, "/v1/embeddings", json!({ "input": text, "encoding_format": "base64", "dimensions": 4 })));
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64["data"][0]["embedding"].as_str().unwrap()).unwrap();
+    let b64 =
+        ok(post(&server, "/v1/embeddings", json!({ "input": text, "encoding_format": "base64", "dimensions": 4 })));
+    let bytes =
+        base64::engine::general_purpose::STANDARD.decode(b64["data"][0]["embedding"].as_str().unwrap()).unwrap();
     let v: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     assert_eq!(v.len(), 4);
     assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
@@ -150,8 +167,18 @@ fn errors_are_json_with_tei_status_codes() {
     assert_error(&raw(r#"{"inputs": "x", "truncation_direction": "up"}"#), 422, "validation", "Left");
     assert_error(&post(&server, "/embed", json!({ "inputs": [] })), 422, "empty", "cannot be empty");
     assert_error(&post(&server, "/embed", json!({ "inputs": ["ok", "  "] })), 422, "empty", "input 1 is empty");
-    assert_error(&post(&server, "/embed", json!({ "inputs": ["a", "b", "c", "d", "e"] })), 413, "validation", "batch size 5");
-    assert_error(&post(&server, "/embed", json!({ "inputs": "x".repeat(20_000) })), 413, "validation", "larger than the limit");
+    assert_error(
+        &post(&server, "/embed", json!({ "inputs": ["a", "b", "c", "d", "e"] })),
+        413,
+        "validation",
+        "batch size 5",
+    );
+    assert_error(
+        &post(&server, "/embed", json!({ "inputs": "x".repeat(20_000) })),
+        413,
+        "validation",
+        "larger than the limit",
+    );
     assert_error(&post(&server, "/nowhere", json!({})), 404, "not_found", "no route POST /nowhere");
     // Routes this (masked-LM) model cannot serve.
     assert_error(&post(&server, "/predict", json!({ "inputs": "x" })), 424, "backend", "sequence-classification");
@@ -213,7 +240,8 @@ fn rerank_sorts_cross_encoder_scores() {
     let pairs: Vec<(&str, Option<&str>)> = texts.iter().map(|t| ("Where is Paris?", Some(*t))).collect();
     let logits: Vec<f32> = library_logits(&model, &pairs).into_iter().map(|l| l[0]).collect();
 
-    let ranks = ok(post(&server, "/rerank", json!({ "query": "Where is Paris?", "texts": texts, "return_text": true })));
+    let ranks =
+        ok(post(&server, "/rerank", json!({ "query": "Where is Paris?", "texts": texts, "return_text": true })));
     let ranks = ranks.as_array().unwrap();
     assert_eq!(ranks.len(), 4);
     let mut seen: Vec<usize> = ranks.iter().map(|r| r["index"].as_u64().unwrap() as usize).collect();

@@ -8,15 +8,18 @@
 //! with backward passes), [`params`] (names, shapes, init classes), [`rng`] (deterministic streams).
 
 pub mod config;
+pub mod checkpoint;
 pub mod data;
 pub mod init;
 pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod plot;
 pub mod rng;
 pub mod schedule;
 pub mod st;
+pub mod trainer;
 
 /// One micro-batch for masked-LM training, unpadded: documents are concatenated and
 /// described by `cu_seqlens` (no attention across documents, RoPE positions restart per document).

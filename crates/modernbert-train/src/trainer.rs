@@ -1,0 +1,379 @@
+//! The training loop (nanoGPT-style: one visible loop, every knob in [`RunConfig`]).
+//!
+//! Per optimizer step: ask the data source for `rows` packed rows (batch-size warmup decides how
+//! many), run forward/backward on each row (gradient accumulation; each row's mean loss is
+//! weighted by its share of the step's predicted tokens, so the step optimizes the mean
+//! cross-entropy over all of them), check the loss and gradient are finite, take a StableAdamW
+//! step at the scheduled LR, log, and periodically evaluate and checkpoint. Phases run in order;
+//! a new phase resets the schedule clock, sets its RoPE θ and opens its data source.
+
+use crate::checkpoint::{self, CheckpointParts, TrainerState};
+use crate::config::{Phase, RunConfig};
+use crate::data::shards::{Manifest, ShardSet, Split};
+use crate::data::{BatchSource, MaskingConfig, SourceConfig};
+use crate::init::{init_params, tile_model, InitConfig};
+use crate::model::{load_checkpoint_tensors, DropoutKey, TrainModel};
+use crate::optim::StableAdamW;
+use crate::rng::Rng;
+use crate::st::HostTensor;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use modernbert::Config;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Command-line overrides of a run.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Continue from this checkpoint (or run directory).
+    pub resume: Option<PathBuf>,
+    /// Stop after this many steps (overrides `[train] max_steps`).
+    pub max_steps: Option<u64>,
+    /// Force the progress bar on or off.
+    pub progress: Option<bool>,
+}
+
+/// Held-out masked-LM metrics.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Eval {
+    /// Mean cross-entropy over predicted tokens.
+    pub loss: f64,
+    /// Fraction of predicted tokens whose arg-max is right.
+    pub accuracy: f64,
+    /// Number of predicted tokens.
+    pub predicted: usize,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Optimizer steps done in total.
+    pub steps: u64,
+    /// Tokens trained on in total.
+    pub tokens: u64,
+    /// Training loss of the last step.
+    pub last_loss: f64,
+    /// Held-out metrics at the start of this invocation and at the end.
+    pub eval_start: Option<Eval>,
+    /// See `eval_start`.
+    pub eval_end: Option<Eval>,
+    /// Tokens per second of this invocation (training steps only).
+    pub tokens_per_sec: f64,
+    /// Packing efficiency of the current phase's source (real tokens / row capacity).
+    pub packing_efficiency: f64,
+    /// The last checkpoint written.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Builds the model a fresh run starts from (init, `init_from` or `tile_from`).
+pub fn initial_model(run: &RunConfig, manifest: Option<&Manifest>) -> Result<TrainModel> {
+    let m = &run.model;
+    let init = InitConfig { initializer_range: m.initializer_range, cutoff: m.initializer_cutoff_factor };
+    let model = if let Some(dir) = &m.init_from {
+        TrainModel::load(dir).with_context(|| format!("init_from {}", dir.display()))?
+    } else {
+        let mut config = model_config(run)?;
+        if let Some(man) = manifest {
+            config.pad_token_id = man.tokenizer.pad_id;
+            config.cls_token_id = man.tokenizer.cls_id;
+            config.sep_token_id = man.tokenizer.sep_id;
+        }
+        let params: BTreeMap<String, HostTensor> = match &m.tile_from {
+            Some(dir) => {
+                let small_cfg = Config::from_file(&dir.join("config.json"))?;
+                let small = load_checkpoint_tensors(dir, &small_cfg)?
+                    .into_iter()
+                    .map(|(n, t)| Ok((n, HostTensor { shape: t.dims().to_vec(), data: t.flatten_all()?.to_vec1()? })))
+                    .collect::<Result<_>>()?;
+                tile_model(&small_cfg, &small, &config, &init, run.seed)?
+            }
+            None => init_params(&config, &init, run.seed),
+        };
+        let tensors = params
+            .into_iter()
+            .map(|(n, t)| Ok((n, Tensor::from_vec(t.data, t.shape, &Device::Cpu)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        TrainModel::from_tensors(config, &tensors)?
+    };
+    Ok(model.with_kernels(m.kernels))
+}
+
+/// The architecture of a fresh model from `[model] config` / `config_file`.
+pub fn model_config(run: &RunConfig) -> Result<Config> {
+    let mut map = match (&run.model.config, &run.model.config_file) {
+        (Some(c), _) => c.clone(),
+        (None, Some(f)) => serde_json::from_str(&std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?)?,
+        (None, None) => bail!("[model] has no config"),
+    };
+    map.entry("model_type").or_insert(json!("modernbert"));
+    Ok(Config::from_json(&serde_json::Value::Object(map).to_string())?)
+}
+
+fn source_config(run: &RunConfig, index: usize, phase: &Phase, split: Split) -> SourceConfig {
+    let train = split == Split::Train;
+    SourceConfig {
+        split,
+        max_seq_len: phase.max_seq_len,
+        row_tokens: phase.row_tokens(&run.data),
+        rows_per_step: phase.rows_per_step,
+        seed: if train { Rng::keyed(run.seed, &[0xDA7A, index as u64]).next_u64() } else { 0 },
+        masking: MaskingConfig::with_probability(if train { run.data.mlm_probability } else { run.data.eval_mlm_probability }),
+        shuffle: train,
+        repeat: train,
+        buffer_factor: run.data.buffer_factor,
+    }
+}
+
+/// Held-out MLM loss and accuracy on the first `rows` packed rows of the held-out split.
+pub fn evaluate(model: &TrainModel, run: &RunConfig, index: usize) -> Result<Option<Eval>> {
+    let phase = &run.phases[index];
+    let dir = phase.data_dir(&run.data);
+    if ShardSet::open(dir, Split::Heldout).map(|s| s.num_docs() == 0).unwrap_or(true) {
+        return Ok(None);
+    }
+    let mut src = BatchSource::open(dir, source_config(run, index, phase, Split::Heldout))?;
+    let (mut loss, mut correct, mut predicted) = (0f64, 0usize, 0usize);
+    for _ in 0..run.train.eval_rows {
+        let Some(step) = src.next_step(1) else { break };
+        for b in &step.batches {
+            if b.labels.iter().all(|&l| l == -100) {
+                continue;
+            }
+            let out = model.mlm_loss(b, None)?;
+            loss += out.loss.to_scalar::<f32>()? as f64 * out.num_predicted as f64;
+            correct += out.correct;
+            predicted += out.num_predicted;
+        }
+    }
+    Ok((predicted > 0).then(|| Eval { loss: loss / predicted as f64, accuracy: correct as f64 / predicted as f64, predicted }))
+}
+
+/// Appends JSON lines to `metrics.jsonl`.
+struct Metrics {
+    file: std::fs::File,
+}
+
+impl Metrics {
+    /// Opens the metrics file; on resume, drops records past the checkpoint's step first.
+    fn open(path: &Path, keep_up_to: Option<u64>) -> Result<Self> {
+        if let (Some(step), Ok(text)) = (keep_up_to, std::fs::read_to_string(path)) {
+            let kept: String = text
+                .lines()
+                .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            checkpoint::write_atomic(path, kept.as_bytes())?;
+        } else if keep_up_to.is_none() {
+            std::fs::write(path, b"")?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self { file })
+    }
+
+    fn log(&mut self, v: serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{v}")?;
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
+/// Runs (or resumes) a training run to the end of its last phase or `max_steps`.
+pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
+    run.validate()?;
+    std::fs::create_dir_all(&run.out_dir).with_context(|| format!("cannot create {}", run.out_dir.display()))?;
+    let ckpt_root = run.out_dir.join("checkpoints");
+    let manifest = Manifest::load(&run.data.dir)?;
+    if let Some(tok) = &run.data.tokenizer {
+        let sha = crate::data::prepare::sha256_file(tok)?;
+        if sha != manifest.tokenizer.sha256 {
+            bail!("{} is not the tokenizer the shards in {} were made with (SHA-256 differs)", tok.display(), run.data.dir.display());
+        }
+    }
+    // Model, optimizer and loop state: fresh, or from the checkpoint.
+    let (mut model, mut opt, mut state, mut last_ckpt) = match &opts.resume {
+        Some(path) => {
+            let dir = checkpoint::resolve_resume(path)?;
+            let (state, _) = checkpoint::load_state(&dir)?;
+            let model = TrainModel::load(&dir)?.with_kernels(run.model.kernels);
+            let mut opt = StableAdamW::new(run.optimizer, &model);
+            opt.load(&dir.join("optimizer.safetensors"))?;
+            eprintln!("resuming from {} (step {}, {} tokens)", dir.display(), state.step, state.tokens);
+            (model, opt, state, Some(dir))
+        }
+        None => {
+            let model = initial_model(&run, Some(&manifest))?;
+            let opt = StableAdamW::new(run.optimizer, &model);
+            let state = TrainerState { step: 0, tokens: 0, phase: 0, phase_tokens: 0, data: serde_json::Value::Null, seed: run.seed, elapsed_secs: 0.0 };
+            (model, opt, state, None)
+        }
+    };
+    if (model.config().vocab_size as u32) < manifest.tokenizer.vocab_size {
+        bail!("the model's vocabulary ({}) is smaller than the tokenizer's ({})", model.config().vocab_size, manifest.tokenizer.vocab_size);
+    }
+    let mut metrics = Metrics::open(&run.out_dir.join("metrics.jsonl"), opts.resume.as_ref().map(|_| state.step))?;
+    let max_steps = opts.max_steps.or(run.train.max_steps);
+    let total_tokens = run.total_tokens();
+    let progress = opts.progress.unwrap_or(run.train.progress);
+    let bar = ProgressBar::with_draw_target(Some(total_tokens), if progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent}% ETA {eta} | {msg}")
+            .expect("valid template"),
+    );
+    bar.set_position(state.tokens);
+    let print_lines = progress && bar.is_hidden();
+
+    let mut source: Option<BatchSource> = None;
+    let mut eval_start = None;
+    let mut last_eval = None;
+    let mut last_loss = f64::NAN;
+    let (mut run_tokens, mut run_secs) = (0u64, 0f64);
+    let mut smoothed_tps = 0f64;
+    loop {
+        // Phase bookkeeping.
+        while state.phase < run.phases.len() && state.phase_tokens >= run.phases[state.phase].tokens {
+            state.phase += 1;
+            state.phase_tokens = 0;
+            state.data = serde_json::Value::Null;
+            source = None;
+        }
+        let done = state.phase >= run.phases.len() || max_steps.is_some_and(|m| state.step >= m);
+        let index = state.phase.min(run.phases.len() - 1);
+        let phase = run.phases[index].clone();
+        model.set_rope_theta(phase.rope_theta_global, phase.rope_theta_local);
+        if phase.max_seq_len > model.config().max_position_embeddings {
+            bail!("phase {}: max_seq_len {} exceeds max_position_embeddings", phase.name, phase.max_seq_len);
+        }
+        if eval_start.is_none() && opts.resume.is_none() && state.step == 0 {
+            eval_start = evaluate(&model, &run, index)?;
+            if let Some(e) = eval_start {
+                metrics.log(json!({"type": "eval", "step": 0, "tokens": 0, "phase": index, "loss": e.loss, "accuracy": e.accuracy, "predicted": e.predicted}))?;
+                bar.println(format!("step 0: held-out loss {:.4}, accuracy {:.4}", e.loss, e.accuracy));
+            }
+        }
+        if done {
+            break;
+        }
+        if source.is_none() {
+            let mut src = BatchSource::open(phase.data_dir(&run.data), source_config(&run, index, &phase, Split::Train))?;
+            if !state.data.is_null() {
+                src.restore(&state.data)?;
+            }
+            bar.println(format!(
+                "phase {} ({}): {} tokens, max_seq_len {}, RoPE θ {}/{}, lr {:.2e}",
+                index + 1, phase.name, phase.tokens, phase.max_seq_len, phase.rope_theta_global, phase.rope_theta_local, phase.lr.lr
+            ));
+            source = Some(src);
+        }
+        let src = source.as_mut().expect("source opened");
+
+        // One optimizer step.
+        let t0 = Instant::now();
+        let rows = phase.batch_warmup.map_or(phase.rows_per_step, |w| w.rows_at(state.phase_tokens, phase.rows_per_step));
+        let step_data = src.next_step(rows).context("the training data ran out")?;
+        let lr = phase.lr.lr_at(state.phase_tokens, phase.tokens);
+        let total_pred: usize = step_data.batches.iter().map(|b| b.labels.iter().filter(|&&l| l != -100).count()).sum();
+        let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
+        let (mut loss, mut correct) = (0f64, 0usize);
+        for (k, b) in step_data.batches.iter().enumerate() {
+            let n = b.labels.iter().filter(|&&l| l != -100).count();
+            if n == 0 {
+                continue;
+            }
+            let key = DropoutKey { seed: run.seed, step: state.step, micro: k as u64 };
+            let out = model.mlm_loss(b, Some((run.dropout, key)))?;
+            let w = n as f64 / total_pred as f64;
+            loss += out.loss.to_scalar::<f32>()? as f64 * w;
+            correct += out.correct;
+            let g = (out.loss * w)?.backward()?;
+            for (name, var) in model.vars() {
+                if let Some(gv) = g.get(var.as_tensor()) {
+                    let acc = match grads.remove(name) {
+                        Some(a) => (a + gv)?,
+                        None => gv.clone(),
+                    };
+                    grads.insert(name.clone(), acc);
+                }
+            }
+        }
+        let grad_sq: f64 = grads.values().map(|g| g.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64)).sum::<candle_core::Result<f64>>()?;
+        if !loss.is_finite() || !grad_sq.is_finite() {
+            let what = if loss.is_finite() { format!("the gradient norm is {}", grad_sq.sqrt()) } else { format!("the loss is {loss}") };
+            let keep = match &last_ckpt {
+                Some(d) => format!("the last good checkpoint is {} (resume with `modernbert train --resume {}`)", d.display(), d.display()),
+                None => "no checkpoint was written yet".to_string(),
+            };
+            bar.abandon();
+            bail!("{what} at step {} (phase {}, {} tokens); stopping without updating the weights; {keep}", state.step + 1, phase.name, state.tokens);
+        }
+        let stats = opt.step(&model, &grads, lr, phase.lr.lr, phase.weight_decay)?;
+        drop(grads);
+        let secs = t0.elapsed().as_secs_f64();
+        state.step += 1;
+        state.tokens += step_data.tokens as u64;
+        state.phase_tokens += step_data.tokens as u64;
+        state.elapsed_secs += secs;
+        state.data = src.state();
+        run_tokens += step_data.tokens as u64;
+        run_secs += secs;
+        last_loss = loss;
+        let tps = step_data.tokens as f64 / secs;
+        smoothed_tps = if smoothed_tps == 0.0 { tps } else { 0.9 * smoothed_tps + 0.1 * tps };
+        let accuracy = correct as f64 / total_pred.max(1) as f64;
+        metrics.log(json!({
+            "type": "train", "step": state.step, "tokens": state.tokens, "phase": index, "loss": loss,
+            "accuracy": accuracy, "lr": lr, "rows": step_data.batches.len(), "predicted": total_pred,
+            "grad_norm": grad_sq.sqrt(), "clipped": stats.clipped, "tokens_per_sec": tps, "elapsed": state.elapsed_secs,
+        }))?;
+        bar.set_position(state.tokens);
+        bar.set_message(format!("step {} loss {loss:.4} acc {accuracy:.3} lr {lr:.2e} {:.0} tok/s", state.step, smoothed_tps));
+        if print_lines && (state.step % 10 == 0 || state.step == 1) {
+            eprintln!("step {} tokens {} loss {loss:.4} acc {accuracy:.3} lr {lr:.2e} {:.0} tok/s", state.step, state.tokens, smoothed_tps);
+        }
+        let phase_over = state.phase_tokens >= phase.tokens;
+        if run.train.eval_every > 0 && state.step % run.train.eval_every == 0 && !phase_over {
+            if let Some(e) = evaluate(&model, &run, index)? {
+                metrics.log(json!({"type": "eval", "step": state.step, "tokens": state.tokens, "phase": index, "loss": e.loss, "accuracy": e.accuracy, "predicted": e.predicted}))?;
+                bar.println(format!("step {}: held-out loss {:.4}, accuracy {:.4}", state.step, e.loss, e.accuracy));
+                last_eval = Some(e);
+            }
+        }
+        let at_end = max_steps.is_some_and(|m| state.step >= m) || (phase_over && index + 1 == run.phases.len());
+        if (run.train.checkpoint_every > 0 && state.step % run.train.checkpoint_every == 0) || at_end {
+            let name = checkpoint::step_name(state.step);
+            let dir = checkpoint::save_checkpoint(&ckpt_root, &name, &CheckpointParts { model: &model, optimizer: &opt, state: &state, run: &run })?;
+            checkpoint::prune(&ckpt_root, run.train.keep_checkpoints, &name)?;
+            last_ckpt = Some(dir);
+        }
+    }
+    bar.finish_and_clear();
+    let final_phase = state.phase.min(run.phases.len() - 1);
+    let eval_end = match evaluate(&model, &run, final_phase)? {
+        Some(e) => {
+            if last_eval.is_none_or(|l: Eval| l != e) {
+                metrics.log(json!({"type": "eval", "step": state.step, "tokens": state.tokens, "phase": final_phase, "loss": e.loss, "accuracy": e.accuracy, "predicted": e.predicted}))?;
+            }
+            Some(e)
+        }
+        None => None,
+    };
+    if run.train.plot {
+        let png = run.out_dir.join("loss.png");
+        if let Err(e) = crate::plot::plot_metrics(&run.out_dir.join("metrics.jsonl"), &png) {
+            eprintln!("warning: could not plot {}: {e:#}", png.display());
+        }
+    }
+    Ok(TrainSummary {
+        steps: state.step,
+        tokens: state.tokens,
+        last_loss,
+        eval_start,
+        eval_end,
+        tokens_per_sec: if run_secs > 0.0 { run_tokens as f64 / run_secs } else { 0.0 },
+        packing_efficiency: source.map(|s| s.stats().efficiency()).unwrap_or(0.0),
+        checkpoint: last_ckpt,
+    })
+}
