@@ -114,7 +114,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,modernbert_server=info".into()),
         )
         .init();
     if let Err(e) = run(Cli::parse()) {
@@ -161,7 +161,7 @@ fn run(cli: Cli) -> Result<()> {
             anyhow::ensure!(!texts.is_empty(), "no input text given");
             let m = load(&model)?;
             let inputs: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (t.as_str(), None)).collect();
-            for e in m.tokenizer()?.encode_batch(&inputs, model.max_length)? {
+            for e in m.tokenizer()?.encode_batch(&inputs, model.max_length.map(modernbert::Truncation::right))? {
                 emit(&mut out, &json!({ "ids": e.ids, "tokens": e.tokens, "offsets": e.offsets }))?;
             }
         }

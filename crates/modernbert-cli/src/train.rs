@@ -1,18 +1,75 @@
-//! `modernbert train | data | tokenizer | plot`: thin wrappers over `modernbert-train`.
+//! `modernbert train` and `modernbert plot`: thin wrappers over `modernbert-train`.
 
-use anyhow::Result;
-use clap::Subcommand;
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use modernbert_train::checkpoint;
+use modernbert_train::config::RunConfig;
+use modernbert_train::trainer::{self, TrainOptions};
+use std::path::PathBuf;
 
 /// Training-related subcommands.
 #[derive(Subcommand)]
 pub enum Commands {
-    /// Pretrain or continue pretraining a ModernBERT model (not implemented yet).
-    Train,
+    /// Pretrain or continue pretraining a ModernBERT model from a TOML run config (see configs/).
+    Train(TrainArgs),
+    /// Draw the loss curve of a run's metrics.jsonl as a PNG.
+    Plot(PlotArgs),
+}
+
+/// Arguments of `modernbert train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Run config (TOML). With --resume it may be left out: the checkpoint's copy is used.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Continue exactly from a checkpoint directory, or from a run directory's latest checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop after this many optimizer steps (total, counting resumed ones).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Arguments of `modernbert plot`.
+#[derive(Args)]
+pub struct PlotArgs {
+    /// A run's metrics.jsonl.
+    pub metrics: PathBuf,
+    /// Output PNG.
+    #[arg(long, short, default_value = "loss.png")]
+    pub output: PathBuf,
 }
 
 /// Runs a training-related subcommand.
 pub fn run(command: Commands) -> Result<()> {
     match command {
-        Commands::Train => anyhow::bail!("`modernbert train` is not implemented yet"),
+        Commands::Train(a) => {
+            let cfg = match (&a.config, &a.resume) {
+                (Some(path), _) => RunConfig::load(path)?,
+                (None, Some(resume)) => checkpoint::load_state(&checkpoint::resolve_resume(resume)?)?.1,
+                (None, None) => bail!("give a run config (--config FILE) or a checkpoint to --resume"),
+            };
+            let opts = TrainOptions { resume: a.resume, max_steps: a.max_steps, progress: a.no_progress.then_some(false) };
+            let s = trainer::train(cfg, &opts)?;
+            let fmt = |e: Option<trainer::Eval>| {
+                e.map_or("n/a".to_string(), |e| format!("loss {:.4}, accuracy {:.4} ({} tokens)", e.loss, e.accuracy, e.predicted))
+            };
+            eprintln!("done: {} steps, {} tokens, last training loss {:.4}", s.steps, s.tokens, s.last_loss);
+            eprintln!("throughput: {:.0} tokens/s; packing efficiency {:.2}%", s.tokens_per_sec, 100.0 * s.packing_efficiency);
+            eprintln!("held-out at start: {}", fmt(s.eval_start));
+            eprintln!("held-out at end:   {}", fmt(s.eval_end));
+            if let Some(c) = s.checkpoint {
+                eprintln!("checkpoint: {}", c.display());
+            }
+            Ok(())
+        }
+        Commands::Plot(a) => {
+            modernbert_train::plot::plot_metrics(&a.metrics, &a.output)?;
+            eprintln!("wrote {}", a.output.display());
+            Ok(())
+        }
     }
 }

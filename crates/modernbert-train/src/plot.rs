@@ -127,21 +127,30 @@ fn glyph(c: char) -> Option<[u8; 7]> {
     })
 }
 
-/// Tick label: compact, e.g. `3.25`, `1200`, `15k`, `1.2M`.
-fn label(v: f64, span: f64) -> String {
-    if span >= 5.0 && v.abs() >= 10_000.0 {
-        if v.abs() >= 1e6 {
-            format!("{:.1}M", v / 1e6)
-        } else {
-            format!("{:.0}k", v / 1e3)
-        }
-    } else if span >= 5.0 {
-        format!("{v:.0}")
-    } else if span >= 0.5 {
-        format!("{v:.2}")
+/// "Nice" tick positions (1, 2 or 5 × 10^k apart) covering `[lo, hi]`, and the spacing.
+fn ticks(lo: f64, hi: f64) -> (Vec<f64>, f64) {
+    let raw = (hi - lo) / 5.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    ((first..=last).map(|k| k as f64 * step).collect(), step)
+}
+
+/// Tick label with as many decimals as the spacing needs; `15k`, `1.2M` for large values.
+fn label(v: f64, step: f64) -> String {
+    if step >= 1000.0 && v.abs() >= 1e6 {
+        format!("{}M", trim(v / 1e6, step / 1e6))
+    } else if step >= 1000.0 {
+        format!("{}k", trim(v / 1e3, step / 1e3))
     } else {
-        format!("{v:.3}")
+        trim(v, step)
     }
+}
+
+fn trim(v: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 { 0 } else { (-step.log10()).ceil() as usize };
+    format!("{v:.decimals$}")
 }
 
 /// Reads `(step, loss)` of training and evaluation records.
@@ -186,15 +195,18 @@ pub fn plot_metrics(metrics: &Path, out: &Path) -> Result<()> {
     let to_px = |(x, y): (f64, f64)| (LEFT as f64 + (x - x0) / (x1 - x0) * pw, TOP as f64 + (y1 - y) / (y1 - y0) * ph);
     let mut c = Canvas::new();
     let (grey, light, axis) = ([225, 225, 225], [160, 190, 235], [60, 60, 60]);
-    for k in 0..=5 {
-        let fy = k as f64 / 5.0;
-        let y = TOP as f64 + fy * ph;
+    let (yt, ys) = ticks(y0, y1);
+    for v in yt {
+        let (_, y) = to_px((x0, v));
         c.line((LEFT as f64, y), ((W - RIGHT) as f64, y), grey, 1);
-        let s = label(y1 - fy * (y1 - y0), y1 - y0);
-        c.text(LEFT - 8 - text_width(&s, 2), y as usize - 7, &s, axis, 2);
-        let x = LEFT as f64 + fy * pw;
+        let s = label(v, ys);
+        c.text(LEFT - 8 - text_width(&s, 2), (y as usize).saturating_sub(7), &s, axis, 2);
+    }
+    let (xt, xs) = ticks(x0, x1);
+    for v in xt {
+        let (x, _) = to_px((v, y0));
         c.line((x, TOP as f64), (x, (H - BOTTOM) as f64), grey, 1);
-        let s = label(x0 + fy * (x1 - x0), x1 - x0);
+        let s = label(v, xs.max(1.0));
         let w = text_width(&s, 2);
         c.text((x as usize).saturating_sub(w / 2).min(W - w), H - BOTTOM + 8, &s, axis, 2);
     }

@@ -63,7 +63,7 @@ pub struct TrainSummary {
     pub eval_end: Option<Eval>,
     /// Tokens per second of this invocation (training steps only).
     pub tokens_per_sec: f64,
-    /// Packing efficiency of the current phase's source (real tokens / row capacity).
+    /// Packing efficiency of this invocation's steps (real tokens / row capacity).
     pub packing_efficiency: f64,
     /// The last checkpoint written.
     pub checkpoint: Option<PathBuf>,
@@ -182,7 +182,7 @@ impl Metrics {
 }
 
 /// Runs (or resumes) a training run to the end of its last phase or `max_steps`.
-pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
+pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     run.validate()?;
     std::fs::create_dir_all(&run.out_dir).with_context(|| format!("cannot create {}", run.out_dir.display()))?;
     let ckpt_root = run.out_dir.join("checkpoints");
@@ -230,7 +230,7 @@ pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     let mut eval_start = None;
     let mut last_eval = None;
     let mut last_loss = f64::NAN;
-    let (mut run_tokens, mut run_secs) = (0u64, 0f64);
+    let (mut run_tokens, mut run_secs, mut run_capacity) = (0u64, 0f64, 0u64);
     let mut smoothed_tps = 0f64;
     loop {
         // Phase bookkeeping.
@@ -318,6 +318,7 @@ pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         state.elapsed_secs += secs;
         state.data = src.state();
         run_tokens += step_data.tokens as u64;
+        run_capacity += step_data.capacity as u64;
         run_secs += secs;
         last_loss = loss;
         let tps = step_data.tokens as f64 / secs;
@@ -373,7 +374,7 @@ pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         eval_start,
         eval_end,
         tokens_per_sec: if run_secs > 0.0 { run_tokens as f64 / run_secs } else { 0.0 },
-        packing_efficiency: source.map(|s| s.stats().efficiency()).unwrap_or(0.0),
+        packing_efficiency: if run_capacity > 0 { run_tokens as f64 / run_capacity as f64 } else { 0.0 },
         checkpoint: last_ckpt,
     })
 }

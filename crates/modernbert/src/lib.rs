@@ -28,7 +28,7 @@ pub use config::{Config, Pooling};
 pub use error::{Error, Result};
 pub use heads::Head;
 pub use model::{ModernBert, Precision};
-pub use tokenizer::{Encoding, Tokenizer};
+pub use tokenizer::{Encoding, Tokenizer, Truncation, TruncationSide};
 
 use candle_core::Device;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use crate::config::Pooling;
 use crate::error::{Error, Result};
 use crate::heads::Head;
 use crate::pooling::{l2_normalize, pool};
-use crate::tokenizer::Encoding;
+use crate::tokenizer::{Encoding, Truncation};
 use crate::Model;
 use candle_core::Tensor;
 use serde::Serialize;
@@ -78,7 +78,7 @@ impl Model {
                 return Err(Error::Input(format!("input {i} is empty")));
             }
         }
-        self.tokenizer()?.encode_batch(inputs, truncate_to)
+        self.tokenizer()?.encode_batch(inputs, truncate_to.map(Truncation::right))
     }
 
     /// Runs the backbone over `sequences` in length-sorted batches and maps each batch's output

@@ -1,8 +1,9 @@
 //! The ModernBERT tokenizer (byte-level BPE from `tokenizer.json`) with length limits.
 
 use crate::error::{Error, Result};
-use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
 
 /// One encoded input, special tokens included, exactly as the model sees it.
@@ -19,11 +20,45 @@ pub struct Encoding {
     pub special_tokens_mask: Vec<u32>,
 }
 
+/// Which end of an over-long input is cut.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum TruncationSide {
+    /// Keep the beginning (the usual choice).
+    #[default]
+    Right,
+    /// Keep the end.
+    Left,
+}
+
+/// Cut each input to at most `max_length` tokens, special tokens included (capped at the
+/// model's maximum). Pairs are cut longest-first, as HF `tokenizers` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Truncation {
+    pub max_length: usize,
+    pub side: TruncationSide,
+}
+
+impl Truncation {
+    /// Truncation to `max_length` tokens from the right.
+    pub fn right(max_length: usize) -> Self {
+        Self { max_length, side: TruncationSide::Right }
+    }
+}
+
+/// Truncating copies of the tokenizer kept for reuse (cloning one costs milliseconds).
+const MAX_CACHED_TRUNCATIONS: usize = 8;
+
 /// A `tokenizer.json` plus the model's maximum length.
-#[derive(Clone)]
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: Arc<tokenizers::Tokenizer>,
     max_length: usize,
+    truncating: Mutex<HashMap<(usize, TruncationSide), Arc<tokenizers::Tokenizer>>>,
+}
+
+impl Clone for Tokenizer {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), max_length: self.max_length, truncating: Mutex::default() }
+    }
 }
 
 impl Tokenizer {
@@ -36,7 +71,7 @@ impl Tokenizer {
             .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         inner.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
         inner.with_padding(None);
-        Ok(Self { inner, max_length })
+        Ok(Self { inner: Arc::new(inner), max_length, truncating: Mutex::default() })
     }
 
     /// The model's maximum sequence length in tokens (specials included).
@@ -66,10 +101,10 @@ impl Tokenizer {
 
     /// Encodes texts (optionally pairs) with special tokens, as the model sees them.
     ///
-    /// `truncate_to`: `Some(n)` truncates each input to `min(n, max_length)` tokens (longest-first
-    /// for pairs, from the right); `None` makes an input longer than `max_length` an error.
-    pub fn encode_batch(&self, inputs: &[(&str, Option<&str>)], truncate_to: Option<usize>) -> Result<Vec<Encoding>> {
-        let encoder = self.encoder(truncate_to)?;
+    /// With `truncation`, each input is cut to `min(truncation.max_length, max_length)` tokens;
+    /// without, an input longer than `max_length` is an error.
+    pub fn encode_batch(&self, inputs: &[(&str, Option<&str>)], truncation: Option<Truncation>) -> Result<Vec<Encoding>> {
+        let encoder = self.encoder(truncation)?;
         inputs
             .iter()
             .enumerate()
@@ -88,28 +123,46 @@ impl Tokenizer {
     }
 
     /// Encodes one input exactly like HF `tokenizers` (`add_special_tokens` as given), with no
-    /// maximum-length check; `truncate_to` truncates like [`Tokenizer::encode_batch`].
-    pub fn encode(&self, text: &str, pair: Option<&str>, add_special_tokens: bool, truncate_to: Option<usize>) -> Result<Encoding> {
-        let encoder = self.encoder(truncate_to)?;
+    /// maximum-length check; `truncation` cuts like [`Tokenizer::encode_batch`].
+    pub fn encode(
+        &self,
+        text: &str,
+        pair: Option<&str>,
+        add_special_tokens: bool,
+        truncation: Option<Truncation>,
+    ) -> Result<Encoding> {
+        let encoder = self.encoder(truncation)?;
         encode_one(&encoder, text, pair, add_special_tokens).map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
-    /// The inner tokenizer, with truncation to `min(n, max_length)` when `truncate_to = Some(n)`.
-    fn encoder(&self, truncate_to: Option<usize>) -> Result<Cow<'_, tokenizers::Tokenizer>> {
-        let Some(n) = truncate_to else { return Ok(Cow::Borrowed(&self.inner)) };
-        let limit = n.min(self.max_length);
+    /// The inner tokenizer, set up for `truncation` (cached per limit and side).
+    fn encoder(&self, truncation: Option<Truncation>) -> Result<Arc<tokenizers::Tokenizer>> {
+        let Some(Truncation { max_length, side }) = truncation else { return Ok(self.inner.clone()) };
+        let limit = max_length.min(self.max_length);
         if limit < 3 {
-            return Err(Error::Input(format!("max length {n} leaves no room for text and [CLS]/[SEP]")));
+            return Err(Error::Input(format!("max length {max_length} leaves no room for text and [CLS]/[SEP]")));
         }
-        let mut t = self.inner.clone();
+        let mut cache = self.truncating.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(t) = cache.get(&(limit, side)) {
+            return Ok(t.clone());
+        }
+        let mut t = self.inner.as_ref().clone();
         t.with_truncation(Some(TruncationParams {
             max_length: limit,
             strategy: TruncationStrategy::LongestFirst,
             stride: 0,
-            direction: TruncationDirection::Right,
+            direction: match side {
+                TruncationSide::Right => TruncationDirection::Right,
+                TruncationSide::Left => TruncationDirection::Left,
+            },
         }))
         .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(Cow::Owned(t))
+        if cache.len() >= MAX_CACHED_TRUNCATIONS {
+            cache.clear();
+        }
+        let t = Arc::new(t);
+        cache.insert((limit, side), t.clone());
+        Ok(t)
     }
 }
 

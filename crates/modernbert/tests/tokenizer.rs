@@ -1,7 +1,7 @@
 //! The committed tokenizer gives exactly the ids HF `tokenizers` gives (tests/fixtures/tokenizer_cases.json,
 //! written by scripts/build_tokenizer fixtures from Python).
 
-use modernbert::Tokenizer;
+use modernbert::{Tokenizer, Truncation, TruncationSide};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ fn matches_hf_tokenizers_on_every_case() {
         let text = case["text"].as_str().unwrap();
         let pair = case["pair"].as_str();
         let add = case["add_special_tokens"].as_bool().unwrap();
-        let max = case["max_length"].as_u64().map(|n| n as usize);
+        let max = case["max_length"].as_u64().map(|n| modernbert::Truncation::right(n as usize));
         let enc = t.encode(text, pair, add, max).unwrap();
         let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         assert_eq!(enc.ids, ids, "ids of {text:?} / {pair:?}");
@@ -56,10 +56,25 @@ fn truncation_and_limits() {
     let err = t.encode_batch(&[(long, None)], None).unwrap_err().to_string();
     assert!(err.contains("more than the model's maximum of 10"), "{err}");
     // Truncation is capped by the model maximum, keeps [CLS] ... [SEP].
-    let enc = &t.encode_batch(&[(long, None)], Some(100)).unwrap()[0];
+    let enc = &t.encode_batch(&[(long, None)], Some(Truncation::right(100))).unwrap()[0];
     assert_eq!(enc.ids.len(), 10);
     assert_eq!((enc.ids[0], enc.ids[9]), (50281, 50282));
-    let enc = &t.encode_batch(&[(long, Some("short"))], Some(8)).unwrap()[0];
+    let enc = &t.encode_batch(&[(long, Some("short"))], Some(Truncation::right(8))).unwrap()[0];
     assert_eq!(enc.ids.len(), 8);
-    assert!(t.encode_batch(&[(long, None)], Some(2)).is_err());
+    assert!(t.encode_batch(&[(long, None)], Some(Truncation::right(2))).is_err());
+}
+
+#[test]
+fn left_truncation_keeps_the_end() {
+    let t = tokenizer();
+    let text = "one two three four five six seven eight nine ten";
+    let full = t.encode(text, None, true, None).unwrap();
+    let left = Truncation { max_length: 5, side: TruncationSide::Left };
+    let cut = t.encode(text, None, true, Some(left)).unwrap();
+    assert_eq!(cut.ids.len(), 5);
+    // [CLS] + the last three words + [SEP]
+    assert_eq!(&cut.ids[1..4], &full.ids[full.ids.len() - 4..full.ids.len() - 1]);
+    // The cached encoder gives the same result again, and right truncation still works.
+    assert_eq!(t.encode(text, None, true, Some(left)).unwrap().ids, cut.ids);
+    assert_eq!(t.encode(text, None, true, Some(Truncation::right(5))).unwrap().ids[1..4], full.ids[1..4]);
 }

@@ -1,58 +1,171 @@
-//! Packing for the attention tiles: RoPE rotation of query / key rows and the transposition
-//! of keys into feature-major panels of 16 (see `tile.rs` for the layouts).
+//! The packing pass: reads `qkv` rows in order (each row once, all heads), applies RoPE to
+//! Q and K, and writes the per-head layouts the tile kernels want (see `tile.rs` for `f32`,
+//! `tile_bf16.rs` for bf16):
+//!
+//! * Q rows (`kw` words each: `d` floats, or `d / 2` bf16 pair cells), `nq_pad` rows per
+//!   head, padding rows zero;
+//! * K panels of 16 keys (`16 * kw` words each), `nk_pad / 16` per head, padding keys zero;
+//! * V rows of `dp` words (`f32`: one key; bf16: one key pair), padding zero.
+//!
+//! A task packs a chunk of whole panels (16 keys) of one unit. Within a panel it first walks
+//! the 16 `qkv` rows in order (Q straight to its rows, K rotated into a `16 x hidden`
+//! scratch), then per head transposes the keys into their panel and copies the values.
 
 use super::tile::PANEL;
-use crate::rope::RopeTable;
+use super::{Arith, Packing, Unit};
+use crate::gemm_pack::{f32_to_bf16_bits, round_to_bf16};
 use crate::Isa;
+use std::cell::RefCell;
 
-/// Rotates `rows` head vectors by RoPE and multiplies them by `scale`: the vector at
-/// `src[r * stride..][..d]` has position `pos0 + r` and goes to `dst[r * d..][..d]`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn rope_rows(
-    isa: Isa,
-    src: &[f32],
-    stride: usize,
-    rows: usize,
-    rope: &RopeTable,
-    pos0: usize,
-    scale: f32,
-    dst: &mut [f32],
-) {
-    let d = rope.head_dim();
-    if rows == 0 {
-        return;
-    }
-    assert!(src.len() >= (rows - 1) * stride + d && dst.len() >= rows * d);
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the caller picked `Isa::Avx512` only where it is available; sizes checked.
-        Isa::Avx512 => unsafe { avx512::rope_rows(src, stride, rows, rope, pos0, scale, dst) },
-        _ => {
-            let half = d / 2;
-            for r in 0..rows {
-                let x = &src[r * stride..r * stride + d];
-                let (cos, sin) = rope.row(pos0 + r);
-                let (lo, hi) = dst[r * d..(r + 1) * d].split_at_mut(half);
-                for i in 0..half {
-                    lo[i] = (x[i] * cos[i] - x[i + half] * sin[i]) * scale;
-                    hi[i] = (x[i + half] * cos[i] + x[i] * sin[i]) * scale;
+thread_local! {
+    /// Per-thread scratch: 16 rotated key rows (`16 * hidden`) and one rotated row (`d`).
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Packs keys `t0..t1` of unit `u` (`t0` a multiple of 16, `t1 = min(t0 + chunk, nk)`), the
+/// queries among them, and, in the task that reaches `nk`, zeroes the query padding rows.
+///
+/// # Safety
+/// `pk.buf` must point to the group buffer with this unit's arrays at `u.off` (see
+/// [`Unit`]), which no other task writes in this range of keys.
+pub(crate) unsafe fn pack_chunk(pk: &Packing, u: &Unit, t0: usize, t1: usize) {
+    SCRATCH.with(|cell| {
+        // Taken, not borrowed, so that a reentrant call (none today) would only allocate.
+        let mut scratch = cell.take();
+        let need = PANEL * pk.hidden + pk.d;
+        if scratch.len() < need {
+            scratch.resize(need, 0.0);
+        }
+        let (ktmp, rest) = scratch.split_at_mut(PANEL * pk.hidden);
+        let qtmp = &mut rest[..pk.d];
+        match pk.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                if pk.arith == Arith::Bf16Native {
+                    avx512::pack_bf16(pk, u, t0, t1, ktmp, qtmp)
+                } else {
+                    avx512::pack_f32(pk, u, t0, t1, ktmp)
                 }
             }
+            _ => pack_portable(pk, u, t0, t1, ktmp, qtmp),
         }
+        if t1 == u.nk {
+            zero_query_padding(pk, u);
+        }
+        cell.replace(scratch);
+    })
+}
+
+/// Zeroes query rows `nq..nq_pad` of every head.
+unsafe fn zero_query_padding(pk: &Packing, u: &Unit) {
+    let kw = pk.arith.kw(pk.d);
+    let rows = u.nq_pad() - u.nq;
+    for h in 0..pk.heads {
+        let q = pk.q_row(u, h, u.nq);
+        std::ptr::write_bytes(q, 0, rows * kw);
     }
 }
 
-/// Writes 16 rows of `d` floats (`rows[j * d + i]`) as one panel: `panel[i * 16 + j]`.
-pub(crate) fn to_panel(isa: Isa, rows: &[f32], d: usize, panel: &mut [f32]) {
-    assert!(rows.len() >= PANEL * d && panel.len() >= PANEL * d);
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `rope_rows`.
-        Isa::Avx512 => unsafe { avx512::to_panel(rows, d, panel) },
-        _ => {
-            for (j, row) in rows.chunks_exact(d).take(PANEL).enumerate() {
-                for (i, &x) in row.iter().enumerate() {
-                    panel[i * PANEL + j] = x;
+/// Two bf16 (round to nearest even) in one cell, `a` in the low half.
+#[inline]
+fn pair(a: f32, b: f32) -> u32 {
+    f32_to_bf16_bits(a) as u32 | (f32_to_bf16_bits(b) as u32) << 16
+}
+
+/// Writes `x` rotated by RoPE (`cos`, `sin` of its position) to `out`.
+#[inline]
+fn rotate(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
+    let half = cos.len();
+    for i in 0..half {
+        out[i] = x[i] * cos[i] - x[i + half] * sin[i];
+        out[i + half] = x[i + half] * cos[i] + x[i] * sin[i];
+    }
+}
+
+unsafe fn pack_portable(
+    pk: &Packing,
+    u: &Unit,
+    t0: usize,
+    t1: usize,
+    ktmp: &mut [f32],
+    qtmp: &mut [f32],
+) {
+    let (d, dp, hid) = (pk.d, pk.dp, pk.hidden);
+    let native = pk.arith == Arith::Bf16Native;
+    let round = pk.arith == Arith::Bf16Emulated;
+    let rnd = |x: f32| if round { round_to_bf16(x) } else { x };
+    for p0 in (t0..t1).step_by(PANEL) {
+        let cnt = (u.nk - p0).min(PANEL);
+        let row = |j: usize| &pk.qkv[(u.start + u.k0 + p0 + j) * 3 * hid..][..3 * hid];
+        for j in 0..PANEL {
+            let kt = &mut ktmp[j * hid..(j + 1) * hid];
+            if j >= cnt {
+                kt.fill(0.0);
+                continue;
+            }
+            let pos = u.k0 + p0 + j;
+            let (cos, sin) = pk.rope.row(pos);
+            let x = row(j);
+            if (u.q0..u.q0 + u.nq).contains(&pos) {
+                for h in 0..pk.heads {
+                    rotate(&x[h * d..(h + 1) * d], cos, sin, qtmp);
+                    let q = pk.q_row(u, h, pos - u.q0);
+                    if native {
+                        for k in 0..d / 2 {
+                            *q.add(k) = pair(qtmp[2 * k], qtmp[2 * k + 1]);
+                        }
+                    } else {
+                        for (k, &y) in qtmp.iter().enumerate() {
+                            *q.add(k) = rnd(y).to_bits();
+                        }
+                    }
+                }
+            }
+            for h in 0..pk.heads {
+                let src = &x[hid + h * d..hid + (h + 1) * d];
+                let dst = &mut kt[h * d..(h + 1) * d];
+                rotate(src, cos, sin, dst);
+                for y in dst.iter_mut() {
+                    *y = rnd(*y);
+                }
+            }
+        }
+        for h in 0..pk.heads {
+            let panel = pk.k_panel(u, h, p0 / PANEL);
+            let kv = |j: usize, k: usize| ktmp[j * hid + h * d + k];
+            if native {
+                for k in 0..d / 2 {
+                    for j in 0..PANEL {
+                        *panel.add(k * PANEL + j) = pair(kv(j, 2 * k), kv(j, 2 * k + 1));
+                    }
+                }
+            } else {
+                for k in 0..d {
+                    for j in 0..PANEL {
+                        *panel.add(k * PANEL + j) = kv(j, k).to_bits();
+                    }
+                }
+            }
+            let vv = |j: usize, c: usize| {
+                if j < cnt && c < d {
+                    row(j)[2 * hid + h * d + c]
+                } else {
+                    0.0
+                }
+            };
+            if native {
+                for t in 0..PANEL / 2 {
+                    let dst = pk.v_row(u, h, p0 / 2 + t);
+                    for c in 0..dp {
+                        *dst.add(c) = pair(vv(2 * t, c), vv(2 * t + 1, c));
+                    }
+                }
+            } else {
+                for j in 0..PANEL {
+                    let dst = pk.v_row(u, h, p0 + j);
+                    for c in 0..dp {
+                        *dst.add(c) = rnd(vv(j, c)).to_bits();
+                    }
                 }
             }
         }
@@ -61,59 +174,70 @@ pub(crate) fn to_panel(isa: Isa, rows: &[f32], d: usize, panel: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
+    use super::super::tile::avx512::round_bf16_ps;
+    use super::super::{Arith, Packing, Unit};
     use super::PANEL;
-    use crate::rope::RopeTable;
     use crate::x86::lanes;
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn rope_rows(
-        src: &[f32],
-        stride: usize,
-        rows: usize,
-        rope: &RopeTable,
-        pos0: usize,
-        scale: f32,
-        dst: &mut [f32],
-    ) {
-        let d = rope.head_dim();
-        let half = d / 2;
-        let sv = _mm512_set1_ps(scale);
-        for r in 0..rows {
-            // The rows are far apart in `qkv` (one token each), which the hardware prefetcher
-            // does not follow well: ask for the row PREFETCH_ROWS ahead.
-            if r + PREFETCH_ROWS < rows {
-                prefetch_row(src.as_ptr().add((r + PREFETCH_ROWS) * stride), d);
-            }
-            let (cos, sin) = rope.row(pos0 + r);
-            let (x, o) = (src.as_ptr().add(r * stride), dst.as_mut_ptr().add(r * d));
-            for i in (0..half).step_by(16) {
-                let m = lanes((half - i).min(16));
-                let x1 = _mm512_maskz_loadu_ps(m, x.add(i));
-                let x2 = _mm512_maskz_loadu_ps(m, x.add(half + i));
-                let c = _mm512_maskz_loadu_ps(m, cos.as_ptr().add(i));
-                let s = _mm512_maskz_loadu_ps(m, sin.as_ptr().add(i));
-                let lo = _mm512_fmsub_ps(x1, c, _mm512_mul_ps(x2, s));
-                let hi = _mm512_fmadd_ps(x2, c, _mm512_mul_ps(x1, s));
-                _mm512_mask_storeu_ps(o.add(i), m, _mm512_mul_ps(lo, sv));
-                _mm512_mask_storeu_ps(o.add(half + i), m, _mm512_mul_ps(hi, sv));
-            }
-        }
-    }
-
-    /// How far ahead `rope_rows` prefetches.
-    const PREFETCH_ROWS: usize = 6;
-
-    /// Prefetches the cache lines of `len` floats at `p` into L1.
+    /// Rotates the head vector at `x` (cos / sin rows of its position) into `out`, rounding
+    /// to bf16 precision when `round`.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(crate) unsafe fn prefetch_row(p: *const f32, len: usize) {
-        for off in (0..len).step_by(16) {
-            _mm_prefetch::<_MM_HINT_T0>(p.add(off) as *const i8);
+    unsafe fn rotate(x: *const f32, cos: &[f32], sin: &[f32], out: *mut f32, round: bool) {
+        let half = cos.len();
+        for i in (0..half).step_by(16) {
+            let m = lanes((half - i).min(16));
+            let x1 = _mm512_maskz_loadu_ps(m, x.add(i));
+            let x2 = _mm512_maskz_loadu_ps(m, x.add(half + i));
+            let c = _mm512_maskz_loadu_ps(m, cos.as_ptr().add(i));
+            let s = _mm512_maskz_loadu_ps(m, sin.as_ptr().add(i));
+            let mut lo = _mm512_fmsub_ps(x1, c, _mm512_mul_ps(x2, s));
+            let mut hi = _mm512_fmadd_ps(x2, c, _mm512_mul_ps(x1, s));
+            if round {
+                lo = round_bf16_ps(lo);
+                hi = round_bf16_ps(hi);
+            }
+            _mm512_mask_storeu_ps(out.add(i), m, lo);
+            _mm512_mask_storeu_ps(out.add(half + i), m, hi);
         }
     }
 
-    /// In-register 16 x 16 transpose: `r[j]` lane `i` moves to `r[i]` lane `j`.
+    /// bf16 bits (round to nearest even, NaN -> 0x7FC0, exactly `f32_to_bf16_bits`) in the
+    /// upper half of each lane, garbage below.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn bf16_hi(v: __m512) -> __m512i {
+        let b = _mm512_castps_si512(v);
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+        let r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb);
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7FC0_0000))
+    }
+
+    /// `n` floats (even) as `n / 2` bf16 pair cells.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn to_pairs(x: *const f32, n: usize, out: *mut u32) {
+        // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
+        let idx = _mm512_set_epi16(
+            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21,
+            19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+        );
+        for k in (0..n).step_by(32) {
+            let rem = n - k;
+            let a = bf16_hi(_mm512_maskz_loadu_ps(lanes(rem.min(16)), x.add(k)));
+            let b = bf16_hi(_mm512_maskz_loadu_ps(
+                lanes(rem.saturating_sub(16).min(16)),
+                x.add(k + 16),
+            ));
+            let v = _mm512_permutex2var_epi16(a, idx, b);
+            _mm512_mask_storeu_epi32(out.add(k / 2) as *mut _, lanes((rem / 2).min(16)), v);
+        }
+    }
+
+    /// In-register 16 x 16 transpose of 32-bit elements: `r[j]` lane `i` moves to `r[i]`
+    /// lane `j`.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn transpose16(r: &mut [__m512; 16]) {
@@ -148,19 +272,134 @@ mod avx512 {
         }
     }
 
+    /// 16 rows of `w` 32-bit words (row `j` at `src + j * stride`) as one panel:
+    /// `panel[i * 16 + j] = row j word i`.
+    #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn to_panel(rows: &[f32], d: usize, panel: &mut [f32]) {
-        let (src, dst) = (rows.as_ptr(), panel.as_mut_ptr());
-        for f0 in (0..d).step_by(16) {
-            let nf = (d - f0).min(16);
+    unsafe fn to_panel(src: *const f32, stride: usize, w: usize, panel: *mut f32) {
+        for f0 in (0..w).step_by(16) {
+            let nf = (w - f0).min(16);
             let m = lanes(nf);
             let mut r = [_mm512_setzero_ps(); 16];
             for (j, r) in r.iter_mut().enumerate() {
-                *r = _mm512_maskz_loadu_ps(m, src.add(j * d + f0));
+                *r = _mm512_maskz_loadu_ps(m, src.add(j * stride + f0));
             }
             transpose16(&mut r);
             for (c, &r) in r.iter().enumerate().take(nf) {
-                _mm512_storeu_ps(dst.add((f0 + c) * PANEL), r);
+                _mm512_storeu_ps(panel.add((f0 + c) * PANEL), r);
+            }
+        }
+    }
+
+    /// `f32` layouts (plain or rounded to bf16 precision).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pack_f32(pk: &Packing, u: &Unit, t0: usize, t1: usize, ktmp: &mut [f32]) {
+        let (d, dp, hid) = (pk.d, pk.dp, pk.hidden);
+        let round = pk.arith == Arith::Bf16Emulated;
+        let kt = ktmp.as_mut_ptr();
+        for p0 in (t0..t1).step_by(PANEL) {
+            let cnt = (u.nk - p0).min(PANEL);
+            // Rows past `cnt` are never read (zero load masks), so `wrapping_add`.
+            let row = |j: usize| {
+                pk.qkv
+                    .as_ptr()
+                    .wrapping_add((u.start + u.k0 + p0 + j) * 3 * hid)
+            };
+            for j in 0..PANEL {
+                if j >= cnt {
+                    std::ptr::write_bytes(kt.add(j * hid), 0, hid);
+                    continue;
+                }
+                let pos = u.k0 + p0 + j;
+                let (cos, sin) = pk.rope.row(pos);
+                let x = row(j);
+                if (u.q0..u.q0 + u.nq).contains(&pos) {
+                    for h in 0..pk.heads {
+                        let q = pk.q_row(u, h, pos - u.q0) as *mut f32;
+                        rotate(x.add(h * d), cos, sin, q, round);
+                    }
+                }
+                for h in 0..pk.heads {
+                    rotate(x.add(hid + h * d), cos, sin, kt.add(j * hid + h * d), round);
+                }
+            }
+            for h in 0..pk.heads {
+                to_panel(kt.add(h * d), hid, d, pk.k_panel(u, h, p0 / PANEL) as *mut f32);
+                for j in 0..PANEL {
+                    let dst = pk.v_row(u, h, p0 + j) as *mut f32;
+                    let src = row(j).wrapping_add(2 * hid + h * d);
+                    for c in (0..dp).step_by(16) {
+                        let n = if j < cnt { d.saturating_sub(c).min(16) } else { 0 };
+                        let mut x = _mm512_maskz_loadu_ps(lanes(n), src.add(c));
+                        if round {
+                            x = round_bf16_ps(x);
+                        }
+                        _mm512_storeu_ps(dst.add(c), x);
+                    }
+                }
+            }
+        }
+    }
+
+    /// bf16 pair layouts.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn pack_bf16(
+        pk: &Packing,
+        u: &Unit,
+        t0: usize,
+        t1: usize,
+        ktmp: &mut [f32],
+        qtmp: &mut [f32],
+    ) {
+        let (d, dp, hid) = (pk.d, pk.dp, pk.hidden);
+        let d2 = d / 2;
+        let (kt, qt) = (ktmp.as_mut_ptr(), qtmp.as_mut_ptr());
+        for p0 in (t0..t1).step_by(PANEL) {
+            let cnt = (u.nk - p0).min(PANEL);
+            // Rows past `cnt` are never read (zero load masks), so `wrapping_add`.
+            let row = |j: usize| {
+                pk.qkv
+                    .as_ptr()
+                    .wrapping_add((u.start + u.k0 + p0 + j) * 3 * hid)
+            };
+            for j in 0..PANEL {
+                if j >= cnt {
+                    std::ptr::write_bytes(kt.add(j * hid), 0, hid);
+                    continue;
+                }
+                let pos = u.k0 + p0 + j;
+                let (cos, sin) = pk.rope.row(pos);
+                let x = row(j);
+                if (u.q0..u.q0 + u.nq).contains(&pos) {
+                    for h in 0..pk.heads {
+                        rotate(x.add(h * d), cos, sin, qt, false);
+                        to_pairs(qt, d, pk.q_row(u, h, pos - u.q0));
+                    }
+                }
+                // Rotated keys, then each row as pair cells in place (the cells of a head's
+                // segment take its first half).
+                for h in 0..pk.heads {
+                    let seg = kt.add(j * hid + h * d);
+                    rotate(x.add(hid + h * d), cos, sin, qt, false);
+                    to_pairs(qt, d, seg as *mut u32);
+                }
+            }
+            for h in 0..pk.heads {
+                to_panel(kt.add(h * d), hid, d2, pk.k_panel(u, h, p0 / PANEL) as *mut f32);
+                for t in 0..PANEL / 2 {
+                    let dst = pk.v_row(u, h, p0 / 2 + t);
+                    let (j0, j1) = (2 * t, 2 * t + 1);
+                    let s0 = row(j0).wrapping_add(2 * hid + h * d);
+                    let s1 = row(j1).wrapping_add(2 * hid + h * d);
+                    for c in (0..dp).step_by(16) {
+                        let n = d.saturating_sub(c).min(16);
+                        let a = _mm512_maskz_loadu_ps(lanes(if j0 < cnt { n } else { 0 }), s0.add(c));
+                        let b = _mm512_maskz_loadu_ps(lanes(if j1 < cnt { n } else { 0 }), s1.add(c));
+                        let lo = _mm512_srli_epi32::<16>(bf16_hi(a));
+                        let hi = _mm512_and_si512(bf16_hi(b), _mm512_set1_epi32(0xFFFF_0000u32 as i32));
+                        _mm512_storeu_si512(dst.add(c) as *mut _, _mm512_or_si512(lo, hi));
+                    }
+                }
             }
         }
     }
