@@ -31,6 +31,9 @@ pub struct TrainArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Also write every step's packed micro-batches to this JSONL file (benchmarks).
+    #[arg(long)]
+    pub dump_batches: Option<PathBuf>,
 }
 
 /// Arguments of `modernbert plot`.
@@ -52,7 +55,12 @@ pub fn run(command: Commands) -> Result<()> {
                 (None, Some(resume)) => checkpoint::load_state(&checkpoint::resolve_resume(resume)?)?.1,
                 (None, None) => bail!("give a run config (--config FILE) or a checkpoint to --resume"),
             };
-            let opts = TrainOptions { resume: a.resume, max_steps: a.max_steps, progress: a.no_progress.then_some(false) };
+            let opts = TrainOptions {
+                resume: a.resume,
+                max_steps: a.max_steps,
+                progress: a.no_progress.then_some(false),
+                dump_batches: a.dump_batches,
+            };
             let s = trainer::train(cfg, &opts)?;
             let fmt = |e: Option<trainer::Eval>| {
                 e.map_or("n/a".to_string(), |e| format!("loss {:.4}, accuracy {:.4} ({} tokens)", e.loss, e.accuracy, e.predicted))

@@ -16,6 +16,8 @@
 //! live in [`reference`]; the tests compare every kernel against them.
 
 pub mod attention;
+#[cfg(test)]
+mod attention_tests;
 pub mod geglu;
 pub mod gemm_bf16;
 pub mod gemm_int8;

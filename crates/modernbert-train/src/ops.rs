@@ -130,13 +130,34 @@ pub fn geglu(x: &Tensor) -> Result<Tensor> {
 
 struct GegluOp;
 
-/// `Φ(u)` (standard normal CDF) and `φ(u)` (density), from the kernels' exact-erf GELU.
-#[inline]
+/// `e^x` in f32 without branches or calls (so loops over it vectorize): `2^n · p(r)` with
+/// `x = n·ln2 + r`, `|r| ≤ ln2/2`, `p` a degree-6 Taylor polynomial (rel. error < 3e-8 + rounding).
+/// Inputs below −87 flush to 0; NaN propagates.
+#[inline(always)]
+pub(crate) fn fast_exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E).round();
+    let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `Φ(u)` (standard normal CDF) and `φ(u)` (density). `Φ` uses the Numerical Recipes `erfc`
+/// rational approximation (fractional error < 1.2e-7), branch-free so it vectorizes.
+#[inline(always)]
 fn cdf_pdf(u: f32) -> (f32, f32) {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    let pdf = INV_SQRT_2PI * (-0.5 * u * u).exp();
-    let cdf = if u.abs() < 1e-3 { 0.5 + u * INV_SQRT_2PI } else { modernbert_kernels::gelu_erf(u) / u };
-    (cdf, pdf)
+    let z = (u * std::f32::consts::FRAC_1_SQRT_2).abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.265_512_2
+        + t * (1.000_023_7
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * fast_exp(-z * z + poly);
+    // Φ(u) = erfc(−u/√2)/2: for u ≥ 0 that is 1 − erfc(|u|/√2)/2.
+    let cdf = if u >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc };
+    (cdf, INV_SQRT_2PI * fast_exp(-0.5 * u * u))
 }
 
 impl CustomOp1 for GegluOp {
@@ -213,12 +234,53 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-#[inline]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (v, &u) in y.iter_mut().zip(x) {
-        *v += a * u;
+/// A matrix operand: data, row stride, column stride (elements).
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    fn rows(data: &'a [f32], width: usize) -> Self {
+        Self { data, rs: width, cs: 1 }
+    }
+
+    /// The transpose of a row-major `[_, width]` matrix.
+    fn cols(data: &'a [f32], width: usize) -> Self {
+        Self { data, rs: 1, cs: width }
+    }
+
+    fn check(&self, r: usize, c: usize) {
+        assert!(r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.data.len(), "matrix operand out of bounds");
     }
 }
+
+/// `c[m×n] (+)= a[m×k] · b[k×n]`, `c` row-major with row stride `c_rs`, single-threaded gemm.
+fn matmul(c: &mut [f32], c_rs: usize, accumulate: bool, a: Mat, b: Mat, m: usize, n: usize, k: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((m - 1) * c_rs + n <= c.len(), "matmul destination out of bounds");
+    a.check(m, k);
+    b.check(k, n);
+    // SAFETY: the asserts above keep every access of gemm inside the three slices.
+    unsafe {
+        gemm::gemm(
+            m, n, k,
+            c.as_mut_ptr(), 1, c_rs as isize,
+            accumulate,
+            a.data.as_ptr(), a.cs as isize, a.rs as isize,
+            b.data.as_ptr(), b.cs as isize, b.rs as isize,
+            1.0, 1.0, false, false, false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Query rows per backward block.
+const BWD_BLOCK: usize = 64;
 
 impl AttentionOp {
     /// Rotates `x` (one head vector) by the table row of `pos`; `inverse` applies Rᵀ.
@@ -239,7 +301,10 @@ impl AttentionOp {
     }
 
     /// Gradients of one (document, head): returns `(dq, dk, dv)`, each `[n, d]`.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// Flash-attention-style: for each block of queries, recompute `P = softmax(Q Kᵀ·s)` over the
+    /// keys the block can see, then `dP = dO Vᵀ`, `dS = P ∘ (dP − rowsum(dO ∘ O))·s`,
+    /// `dQ += dS K`, `dK += dSᵀ Q`, `dV += Pᵀ dO` (GEMMs), and finally undo RoPE on `dQ`, `dK`.
     fn backward_task(&self, qkv: &[f32], out: &[f32], dout: &[f32], start: usize, n: usize, h: usize) -> [Vec<f32>; 3] {
         let d = self.head_dim;
         let hd = self.heads * d;
@@ -263,35 +328,54 @@ impl AttentionOp {
         let mut dq = vec![0f32; n * d];
         let mut dk = vec![0f32; n * d];
         let mut dv = vec![0f32; n * d];
-        let mut p = vec![0f32; n];
-        for i in 0..n {
-            let (lo, hi) = match self.window {
-                Some(w) => (i.saturating_sub(w), (i + w + 1).min(n)),
+        let max_keys = match self.window {
+            Some(w) => (BWD_BLOCK + 2 * w).min(n),
+            None => n,
+        };
+        let mut p = vec![0f32; BWD_BLOCK * max_keys];
+        let mut ds = vec![0f32; BWD_BLOCK * max_keys];
+        for q0 in (0..n).step_by(BWD_BLOCK) {
+            let q1 = (q0 + BWD_BLOCK).min(n);
+            let bq = q1 - q0;
+            let (k0, k1) = match self.window {
+                Some(w) => (q0.saturating_sub(w), (q1 - 1 + w + 1).min(n)),
                 None => (0, n),
             };
-            let qi = &q[i * d..(i + 1) * d];
-            let mut max = f32::NEG_INFINITY;
-            for j in lo..hi {
-                let s = dot(qi, &k[j * d..(j + 1) * d]) * scale;
-                p[j] = s;
-                max = max.max(s);
+            let nk = k1 - k0;
+            let (qb, kb, vb, gob) = (&q[q0 * d..q1 * d], &k[k0 * d..k1 * d], &v[k0 * d..k1 * d], &go[q0 * d..q1 * d]);
+            matmul(&mut p, nk, false, Mat::rows(qb, d), Mat::cols(kb, d), bq, nk, d);
+            matmul(&mut ds, nk, false, Mat::rows(gob, d), Mat::cols(vb, d), bq, nk, d);
+            for r in 0..bq {
+                let i = q0 + r;
+                let (lo, hi) = match self.window {
+                    Some(w) => (i.saturating_sub(w).max(k0) - k0, (i + w + 1).min(k1) - k0),
+                    None => (0, nk),
+                };
+                let pr = &mut p[r * nk..(r + 1) * nk];
+                let dr = &mut ds[r * nk..(r + 1) * nk];
+                let mut max = f32::NEG_INFINITY;
+                for x in &mut pr[lo..hi] {
+                    *x *= scale;
+                    max = max.max(*x);
+                }
+                let mut sum = 0f32;
+                for x in &mut pr[lo..hi] {
+                    *x = fast_exp(*x - max);
+                    sum += *x;
+                }
+                let inv = 1.0 / sum;
+                pr[..lo].fill(0.0);
+                pr[hi..].fill(0.0);
+                dr[..lo].fill(0.0);
+                dr[hi..].fill(0.0);
+                for j in lo..hi {
+                    pr[j] *= inv;
+                    dr[j] = pr[j] * (dr[j] - delta[i]) * scale;
+                }
             }
-            let mut sum = 0f32;
-            for pj in &mut p[lo..hi] {
-                *pj = (*pj - max).exp();
-                sum += *pj;
-            }
-            let inv = 1.0 / sum;
-            let goi = &go[i * d..(i + 1) * d];
-            let dqi = &mut dq[i * d..(i + 1) * d];
-            for j in lo..hi {
-                let pj = p[j] * inv;
-                let dp = dot(goi, &v[j * d..(j + 1) * d]);
-                let ds = pj * (dp - delta[i]) * scale;
-                axpy(dqi, ds, &k[j * d..(j + 1) * d]);
-                axpy(&mut dk[j * d..(j + 1) * d], ds, qi);
-                axpy(&mut dv[j * d..(j + 1) * d], pj, goi);
-            }
+            matmul(&mut dq[q0 * d..q1 * d], d, true, Mat::rows(&ds, nk), Mat::rows(kb, d), bq, d, nk);
+            matmul(&mut dk[k0 * d..k1 * d], d, true, Mat::cols(&ds, nk), Mat::rows(qb, d), nk, d, bq);
+            matmul(&mut dv[k0 * d..k1 * d], d, true, Mat::cols(&p, nk), Mat::rows(gob, d), nk, d, bq);
         }
         for i in 0..n {
             self.rotate(&mut dq[i * d..(i + 1) * d], i, true);
@@ -366,7 +450,7 @@ struct CrossEntropyOp {
 /// `(max, Σ exp(x − max))` of a row.
 fn row_lse(x: &[f32]) -> (f32, f32) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    (max, x.iter().map(|&v| (v - max).exp()).sum())
+    (max, x.iter().map(|&v| fast_exp(v - max)).sum())
 }
 
 impl CustomOp1 for CrossEntropyOp {
@@ -400,12 +484,37 @@ impl CustomOp1 for CrossEntropyOp {
                 let (max, sum) = row_lse(xr);
                 let scale = g / sum;
                 for (o, &xv) in dr.iter_mut().zip(xr) {
-                    *o = (xv - max).exp() * scale;
+                    *o = fast_exp(xv - max) * scale;
                 }
                 dr[t as usize] -= g;
             });
             dx
         })?;
         Ok(Some(tensor(dx, x.shape(), x)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_and_normal_cdf_are_accurate() {
+        let mut worst = 0f64;
+        for i in -8000..=8000 {
+            let x = i as f32 * 0.01;
+            let want = (x as f64).exp();
+            worst = worst.max(((fast_exp(x) as f64 - want) / want).abs());
+        }
+        assert!(worst < 5e-7, "exp rel error {worst}");
+        assert!(fast_exp(-200.0) < 1e-37 && fast_exp(f32::NAN).is_nan());
+        let mut worst = 0f64;
+        for i in -1000..=1000 {
+            let u = i as f32 * 0.01;
+            let (cdf, pdf) = cdf_pdf(u);
+            let want = 0.5 * (1.0 + modernbert_kernels::reference::erf(u as f64 / std::f64::consts::SQRT_2));
+            worst = worst.max((cdf as f64 - want).abs() / want.max(1e-30)).max((pdf as f64 - (-(u as f64).powi(2) / 2.0).exp() * 0.398_942_280_401_432_7).abs());
+        }
+        assert!(worst < 1e-6, "cdf/pdf error {worst}");
     }
 }

@@ -35,6 +35,8 @@ pub struct TrainOptions {
     pub max_steps: Option<u64>,
     /// Force the progress bar on or off.
     pub progress: Option<bool>,
+    /// Append every step's micro-batches to this JSONL file (for `bench/train_throughput.py`).
+    pub dump_batches: Option<PathBuf>,
 }
 
 /// Held-out masked-LM metrics.
@@ -226,6 +228,10 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     bar.set_position(state.tokens);
     let print_lines = progress && bar.is_hidden();
 
+    let mut dump = match &opts.dump_batches {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        None => None,
+    };
     let mut source: Option<BatchSource> = None;
     let mut eval_start = None;
     let mut last_eval = None;
@@ -274,6 +280,9 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         let t0 = Instant::now();
         let rows = phase.batch_warmup.map_or(phase.rows_per_step, |w| w.rows_at(state.phase_tokens, phase.rows_per_step));
         let step_data = src.next_step(rows).context("the training data ran out")?;
+        if let Some(w) = dump.as_mut() {
+            writeln!(w, "{}", json!({"step": state.step + 1, "tokens": step_data.tokens, "rows": step_data.batches}))?;
+        }
         let lr = phase.lr.lr_at(state.phase_tokens, phase.tokens);
         let total_pred: usize = step_data.batches.iter().map(|b| b.labels.iter().filter(|&&l| l != -100).count()).sum();
         let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();

@@ -123,10 +123,10 @@ impl Arith {
 }
 
 /// Queries per local unit: bounds a unit's packed arrays when a sequence is long.
-const LOCAL_CHUNK: usize = 1024;
+const LOCAL_CHUNK: usize = 512;
 /// Keys per group (a group is closed once it holds at least this many): the packed arrays of
 /// a group, `3 * hidden` words per key, should stay in L3 between the two steps.
-const GROUP_KEYS: usize = 1024;
+const GROUP_KEYS: usize = 512;
 /// Keys per packing task.
 const PACK_CHUNK: usize = 64;
 /// Query rows per attention task.
@@ -370,19 +370,23 @@ pub(crate) fn run(
     let out = OutPtr(out.as_mut_ptr());
     let parallel = rayon::current_num_threads() > 1;
 
+    // Groups of consecutive units, closed once they hold GROUP_KEYS keys.
+    let mut groups = Vec::new();
     let mut first = 0;
     while first < units.len() {
-        // Close the group once it holds GROUP_KEYS keys.
-        let mut last = first;
-        let mut keys = 0;
-        let mut words = 0;
+        let (mut last, mut keys, mut words) = (first, 0, 0);
         while last < units.len() && (last == first || keys < GROUP_KEYS) {
             units[last].off = words;
             keys += units[last].nk;
             words += pk.unit_words(&units[last]);
             last += 1;
         }
-        let group = &units[first..last];
+        groups.push((first, last, words));
+        first = last;
+    }
+    for grp in &groups {
+        let group = &units[grp.0..grp.1];
+        let words = grp.2;
         // 16 words of slack to align the start to 64 bytes.
         if buf.len() < words + 16 {
             buf = Vec::new();
@@ -406,23 +410,23 @@ pub(crate) fn run(
             .iter()
             .enumerate()
             .flat_map(|(i, u)| {
-                (0..num_heads)
-                    .flat_map(move |h| (0..u.nq.div_ceil(BQ)).map(move |b| (i, h, b)))
+                (0..num_heads).flat_map(move |h| (0..u.nq.div_ceil(BQ)).map(move |b| (i, h, b)))
             })
             .collect();
-        let attend_one = |&(i, h, b): &(usize, usize, usize)| {
+        let ntasks = attend_tasks.len();
+        let attend_one = |t: usize| {
+            let (i, h, b) = attend_tasks[t];
             // SAFETY: the group's arrays were fully written by the packing step; the block
             // writes only its own rows of head `h` in `out`.
             unsafe { attend_block(&pk, &dims, kernel, &group[i], h, b, out) }
         };
         if parallel {
             pack_tasks.par_iter().for_each(pack_one);
-            attend_tasks.par_iter().for_each(attend_one);
+            (0..ntasks).into_par_iter().for_each(attend_one);
         } else {
             pack_tasks.iter().for_each(pack_one);
-            attend_tasks.iter().for_each(attend_one);
+            (0..ntasks).for_each(attend_one);
         }
-        first = last;
     }
     if buf.len() <= KEEP_BUF_WORDS {
         GROUP_BUF.with(|b| b.replace(buf));
@@ -470,8 +474,13 @@ unsafe fn attend_block(
             // Queries of this row group (positions) and the keys any of them sees.
             let pos0 = u.q0 + i0 + g;
             let real = (rows - g).min(ROWS);
-            let vis: [(usize, usize); ROWS] =
-                std::array::from_fn(|r| if r < real { u.visible(pos0 + r) } else { (0, 0) });
+            let vis: [(usize, usize); ROWS] = std::array::from_fn(|r| {
+                if r < real {
+                    u.visible(pos0 + r)
+                } else {
+                    (0, 0)
+                }
+            });
             let lo = vis[0].0;
             let hi = vis[real - 1].1;
             // Panels [pa, pz), cut into calls of at most 4 panels, as even as possible.
@@ -485,14 +494,13 @@ unsafe fn attend_block(
                 let (k_lo, k_hi) = (p * PANEL, (p + np) * PANEL);
                 let full = real == ROWS && vis.iter().all(|&(a, z)| a <= k_lo && z >= k_hi);
                 let ranges = (!full).then(|| {
-                    vis.map(|(a, z)| {
-                        (
-                            a.clamp(k_lo, k_hi) - k_lo,
-                            z.clamp(k_lo, k_hi) - k_lo,
-                        )
-                    })
+                    vis.map(|(a, z)| (a.clamp(k_lo, k_hi) - k_lo, z.clamp(k_lo, k_hi) - k_lo))
                 });
-                let v_row = if pk.arith == Arith::Bf16Native { k_lo / 2 } else { k_lo };
+                let v_row = if pk.arith == Arith::Bf16Native {
+                    k_lo / 2
+                } else {
+                    k_lo
+                };
                 let grp = Group {
                     q: pk.q_row(u, h, i0 + g) as *const f32,
                     kp: pk.k_panel(u, h, p) as *const f32,

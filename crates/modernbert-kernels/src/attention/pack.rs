@@ -180,6 +180,20 @@ mod avx512 {
     use crate::x86::lanes;
     use std::arch::x86_64::*;
 
+    /// How many `qkv` rows ahead the packing loops prefetch: the rows are read once, usually
+    /// from DRAM (a batch's `qkv` is bigger than L3), and a row is 9 KiB at ModernBERT-base
+    /// widths, too little for the hardware prefetcher to ramp up on.
+    const PREFETCH_ROWS: usize = 8;
+
+    /// Prefetches the `len` floats at `p` into L1.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn prefetch_row(p: *const f32, len: usize) {
+        for off in (0..len).step_by(16) {
+            _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off) as *const i8);
+        }
+    }
+
     /// Rotates the head vector at `x` (cos / sin rows of its position) into `out`, rounding
     /// to bf16 precision when `round`.
     #[inline]
@@ -308,7 +322,13 @@ mod avx512 {
             for j in 0..PANEL {
                 if j >= cnt {
                     std::ptr::write_bytes(kt.add(j * hid), 0, hid);
+                    for h in 0..pk.heads {
+                        std::ptr::write_bytes(pk.v_row(u, h, p0 + j), 0, dp);
+                    }
                     continue;
+                }
+                if p0 + j + PREFETCH_ROWS < u.nk {
+                    prefetch_row(row(j + PREFETCH_ROWS), 3 * hid);
                 }
                 let pos = u.k0 + p0 + j;
                 let (cos, sin) = pk.rope.row(pos);
@@ -322,21 +342,25 @@ mod avx512 {
                 for h in 0..pk.heads {
                     rotate(x.add(hid + h * d), cos, sin, kt.add(j * hid + h * d), round);
                 }
-            }
-            for h in 0..pk.heads {
-                to_panel(kt.add(h * d), hid, d, pk.k_panel(u, h, p0 / PANEL) as *mut f32);
-                for j in 0..PANEL {
-                    let dst = pk.v_row(u, h, p0 + j) as *mut f32;
-                    let src = row(j).wrapping_add(2 * hid + h * d);
+                for h in 0..pk.heads {
+                    let (src, dst) = (x.add(2 * hid + h * d), pk.v_row(u, h, p0 + j) as *mut f32);
                     for c in (0..dp).step_by(16) {
-                        let n = if j < cnt { d.saturating_sub(c).min(16) } else { 0 };
-                        let mut x = _mm512_maskz_loadu_ps(lanes(n), src.add(c));
+                        let mut v =
+                            _mm512_maskz_loadu_ps(lanes(d.saturating_sub(c).min(16)), src.add(c));
                         if round {
-                            x = round_bf16_ps(x);
+                            v = round_bf16_ps(v);
                         }
-                        _mm512_storeu_ps(dst.add(c), x);
+                        _mm512_storeu_ps(dst.add(c), v);
                     }
                 }
+            }
+            for h in 0..pk.heads {
+                to_panel(
+                    kt.add(h * d),
+                    hid,
+                    d,
+                    pk.k_panel(u, h, p0 / PANEL) as *mut f32,
+                );
             }
         }
     }
@@ -365,7 +389,15 @@ mod avx512 {
             for j in 0..PANEL {
                 if j >= cnt {
                     std::ptr::write_bytes(kt.add(j * hid), 0, hid);
+                    if j % 2 == 0 {
+                        for h in 0..pk.heads {
+                            std::ptr::write_bytes(pk.v_row(u, h, (p0 + j) / 2), 0, dp);
+                        }
+                    }
                     continue;
+                }
+                if p0 + j + PREFETCH_ROWS < u.nk {
+                    prefetch_row(row(j + PREFETCH_ROWS), 3 * hid);
                 }
                 let pos = u.k0 + p0 + j;
                 let (cos, sin) = pk.rope.row(pos);
@@ -383,23 +415,35 @@ mod avx512 {
                     rotate(x.add(hid + h * d), cos, sin, qt, false);
                     to_pairs(qt, d, seg as *mut u32);
                 }
-            }
-            for h in 0..pk.heads {
-                to_panel(kt.add(h * d), hid, d2, pk.k_panel(u, h, p0 / PANEL) as *mut f32);
-                for t in 0..PANEL / 2 {
-                    let dst = pk.v_row(u, h, p0 / 2 + t);
-                    let (j0, j1) = (2 * t, 2 * t + 1);
-                    let s0 = row(j0).wrapping_add(2 * hid + h * d);
-                    let s1 = row(j1).wrapping_add(2 * hid + h * d);
-                    for c in (0..dp).step_by(16) {
-                        let n = d.saturating_sub(c).min(16);
-                        let a = _mm512_maskz_loadu_ps(lanes(if j0 < cnt { n } else { 0 }), s0.add(c));
-                        let b = _mm512_maskz_loadu_ps(lanes(if j1 < cnt { n } else { 0 }), s1.add(c));
-                        let lo = _mm512_srli_epi32::<16>(bf16_hi(a));
-                        let hi = _mm512_and_si512(bf16_hi(b), _mm512_set1_epi32(0xFFFF_0000u32 as i32));
-                        _mm512_storeu_si512(dst.add(c) as *mut _, _mm512_or_si512(lo, hi));
+                // Values, once both keys of a pair are read (the second is zero past `cnt`).
+                if j % 2 == 1 || j + 1 == cnt {
+                    let j0 = j & !1;
+                    let n1 = if j % 2 == 1 { 16 } else { 0 };
+                    for h in 0..pk.heads {
+                        let dst = pk.v_row(u, h, (p0 + j0) / 2);
+                        let s0 = row(j0).add(2 * hid + h * d);
+                        let s1 = row(j).add(2 * hid + h * d);
+                        for c in (0..dp).step_by(16) {
+                            let n = d.saturating_sub(c).min(16);
+                            let a = _mm512_maskz_loadu_ps(lanes(n), s0.add(c));
+                            let b = _mm512_maskz_loadu_ps(lanes(n.min(n1)), s1.add(c));
+                            let lo = _mm512_srli_epi32::<16>(bf16_hi(a));
+                            let hi = _mm512_and_si512(
+                                bf16_hi(b),
+                                _mm512_set1_epi32(0xFFFF_0000u32 as i32),
+                            );
+                            _mm512_storeu_si512(dst.add(c) as *mut _, _mm512_or_si512(lo, hi));
+                        }
                     }
                 }
+            }
+            for h in 0..pk.heads {
+                to_panel(
+                    kt.add(h * d),
+                    hid,
+                    d2,
+                    pk.k_panel(u, h, p0 / PANEL) as *mut f32,
+                );
             }
         }
     }

@@ -39,7 +39,7 @@ pub(crate) const EXP2_POLY5: [f32; 6] = [
     0.001_327_647_2,
 ];
 /// `2^f` on `[-0.5, 0.5]`, degree 4, relative minimax error 2.6e-6 (own fit); the bf16
-/// kernel's probabilities are rounded to 2^-9 relative right after, so this is plenty.
+/// kernel's probabilities are rounded to bf16 (2^-8 relative) right after, so this is plenty.
 pub(crate) const EXP2_POLY4: [f32; 5] = [
     0.999_999_26,
     0.693_121_8,
