@@ -50,6 +50,12 @@ pub struct PlotArgs {
 pub fn run(command: Commands) -> Result<()> {
     match command {
         Commands::Train(a) => {
+            // candle's CPU worker pool spins 25k times before parking; on a machine with fewer
+            // free cores than threads (the fused ops run on rayon beside it) that spinning
+            // steals the cores the work needs. Still single-threaded here, so set_var is sound.
+            if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+                std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200");
+            }
             let cfg = match (&a.config, &a.resume) {
                 (Some(path), _) => RunConfig::load(path)?,
                 (None, Some(resume)) => checkpoint::load_state(&checkpoint::resolve_resume(resume)?)?.1,

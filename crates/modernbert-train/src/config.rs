@@ -304,4 +304,17 @@ mod tests {
         let err = RunConfig::from_toml("out_dir = 'x'\nbogus = 1\n[model]\n[data]\ndir='d'\n[[phase]]\n").unwrap_err();
         assert!(format!("{err:#}").contains("bogus") || format!("{err:#}").contains("unknown"), "{err:#}");
     }
+
+    #[test]
+    fn committed_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for name in ["configs/tiny.toml", "configs/modernbert-base-recipe.toml", "bench/train_tiny.toml"] {
+            let cfg = RunConfig::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(!cfg.phases.is_empty(), "{name}");
+        }
+        let recipe = RunConfig::load(&root.join("configs/modernbert-base-recipe.toml")).unwrap();
+        assert_eq!(recipe.phases.len(), 3);
+        assert_eq!(recipe.phases[1].rope_theta_global, 160_000.0);
+        assert_eq!(recipe.total_tokens(), 2_019_000_000_000);
+    }
 }

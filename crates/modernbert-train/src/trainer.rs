@@ -227,6 +227,8 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     );
     bar.set_position(state.tokens);
     let print_lines = progress && bar.is_hidden();
+    // MODERNBERT_TRAIN_TIMING=1 prints where each step's time goes.
+    let timing = std::env::var_os("MODERNBERT_TRAIN_TIMING").is_some();
 
     let mut dump = match &opts.dump_batches {
         Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
@@ -287,13 +289,18 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         let total_pred: usize = step_data.batches.iter().map(|b| b.labels.iter().filter(|&&l| l != -100).count()).sum();
         let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
         let (mut loss, mut correct) = (0f64, 0usize);
+        let t_data = t0.elapsed().as_secs_f64();
+        let (mut t_fwd, mut t_bwd) = (0f64, 0f64);
         for (k, b) in step_data.batches.iter().enumerate() {
             let n = b.labels.iter().filter(|&&l| l != -100).count();
             if n == 0 {
                 continue;
             }
             let key = DropoutKey { seed: run.seed, step: state.step, micro: k as u64 };
+            let tf = Instant::now();
             let out = model.mlm_loss(b, Some((run.dropout, key)))?;
+            t_fwd += tf.elapsed().as_secs_f64();
+            let tb = Instant::now();
             let w = n as f64 / total_pred as f64;
             loss += out.loss.to_scalar::<f32>()? as f64 * w;
             correct += out.correct;
@@ -307,6 +314,7 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
                     grads.insert(name.clone(), acc);
                 }
             }
+            t_bwd += tb.elapsed().as_secs_f64();
         }
         let grad_sq: f64 = grads.values().map(|g| g.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64)).sum::<candle_core::Result<f64>>()?;
         if !loss.is_finite() || !grad_sq.is_finite() {
@@ -318,7 +326,14 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             bar.abandon();
             bail!("{what} at step {} (phase {}, {} tokens); stopping without updating the weights; {keep}", state.step + 1, phase.name, state.tokens);
         }
+        let to = Instant::now();
         let stats = opt.step(&model, &grads, lr, phase.lr.lr, phase.weight_decay)?;
+        if timing {
+            eprintln!(
+                "step {}: data {:.0} ms, forward {:.0} ms, backward {:.0} ms, optimizer {:.0} ms",
+                state.step + 1, t_data * 1e3, t_fwd * 1e3, t_bwd * 1e3, to.elapsed().as_secs_f64() * 1e3
+            );
+        }
         drop(grads);
         let secs = t0.elapsed().as_secs_f64();
         state.step += 1;

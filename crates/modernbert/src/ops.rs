@@ -65,6 +65,8 @@ pub struct AttentionOp<'a> {
     pub head_dim: usize,
     pub rope: Arc<RopeTable>,
     pub window: Option<usize>,
+    /// Round Q, K, V and probabilities to bf16 (AVX512-BF16 dot products) instead of f32.
+    pub bf16: bool,
 }
 
 impl CustomOp1 for AttentionOp<'_> {
@@ -80,7 +82,12 @@ impl CustomOp1 for AttentionOp<'_> {
             candle_core::bail!("attention-varlen: qkv {:?} does not match the batch", layout.dims())
         }
         let mut out = vec![0f32; tokens * hidden];
-        modernbert_kernels::attention_varlen(
+        let kernel = if self.bf16 {
+            modernbert_kernels::attention_varlen_bf16
+        } else {
+            modernbert_kernels::attention_varlen
+        };
+        kernel(
             qkv,
             self.cu_seqlens,
             self.num_heads,

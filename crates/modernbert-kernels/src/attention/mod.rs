@@ -389,8 +389,7 @@ pub(crate) fn run(
         let words = grp.2;
         // 16 words of slack to align the start to 64 bytes.
         if buf.len() < words + 16 {
-            buf = Vec::new();
-            buf.resize(words + 16, 0);
+            buf = vec![0; words + 16];
         }
         let align = buf.as_ptr().align_offset(64).min(15);
         pk.buf = buf[align..].as_mut_ptr();

@@ -19,6 +19,8 @@ pub struct Attention {
     /// `Some(local_attention / 2)` for local layers.
     window: Option<usize>,
     rope: Arc<RopeTable>,
+    /// bf16 attention arithmetic (with the reduced-precision linear layers).
+    bf16: bool,
 }
 
 impl Attention {
@@ -37,6 +39,7 @@ impl Attention {
                 LayerType::Local => Some(cfg.local_attention / 2),
             },
             rope,
+            bf16: precision != Precision::F32,
         })
     }
 
@@ -49,6 +52,7 @@ impl Attention {
             head_dim: self.head_dim,
             rope: self.rope.clone(),
             window: self.window,
+            bf16: self.bf16,
         };
         let attended = ops::apply(&qkv, &op)?;
         self.wo.forward(&attended)
