@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 use modernbert::pooling::pool;
 use modernbert::{Batch, Head, Model, Pooling};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -19,12 +19,13 @@ fn max_abs_diff(ours: &Tensor, theirs: &Tensor) -> f32 {
     d.to_scalar::<f32>().unwrap()
 }
 
-/// Runs one fixture and returns `(output name, max abs diff)` for everything it checks.
-fn check(name: &str) -> Vec<(String, f32)> {
-    let dir = fixture_dir(name);
-    let model = Model::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+/// Runs the model in `model_dir` on the inputs of `expected_dir/expected.safetensors` and returns
+/// `(output name, max abs diff)` for everything it checks.
+fn check(model_dir: &Path, expected_dir: &Path) -> Vec<(String, f32)> {
+    let model = Model::load(model_dir).unwrap_or_else(|e| panic!("{}: {e}", model_dir.display()));
     let expected: HashMap<String, Tensor> =
-        candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+        candle_core::safetensors::load(expected_dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let name = expected_dir.display();
     let mut sequences = Vec::new();
     while let Some(ids) = expected.get(&format!("input_ids.{}", sequences.len())) {
         let ids: Vec<u32> = ids.to_vec1::<i64>().unwrap().into_iter().map(|i| i as u32).collect();
@@ -75,7 +76,12 @@ fn check(name: &str) -> Vec<(String, f32)> {
 }
 
 fn assert_fixture(name: &str) {
-    let diffs = check(name);
+    assert_matches_hf(&fixture_dir(name), &fixture_dir(name));
+}
+
+fn assert_matches_hf(model_dir: &Path, expected_dir: &Path) {
+    let diffs = check(model_dir, expected_dir);
+    let name = expected_dir.file_name().unwrap().to_string_lossy();
     let worst = diffs.iter().map(|(_, d)| *d).fold(0f32, f32::max);
     println!("{name}: max abs diff {worst:.3e} over {} outputs", diffs.len());
     for (what, d) in &diffs {
