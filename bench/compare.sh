@@ -19,7 +19,7 @@ mkdir -p bench/results
 OUT=bench/results/compare-$(date +%Y%m%d-%H%M%S).jsonl
 
 [ -f "$CKPT/model.safetensors" ] || $PY scripts/make_random_checkpoint.py --size "$SIZE" --out "$CKPT"
-cargo build -q --release -p modernbert-cli
+cargo build -q --release -p modernbert-cli --no-default-features
 [[ " $PEERS " == *" candle "* ]] && cargo build -q --release --manifest-path bench/candle-peer/Cargo.toml --target-dir target
 
 echo "# $(uname -n) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT"
