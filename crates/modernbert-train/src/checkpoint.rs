@@ -55,9 +55,8 @@ pub fn hf_config_json(cfg: &Config, initializer_range: f64, cutoff: f64, dropout
         Activation::Silu => "silu",
         Activation::Tanh => "tanh",
     };
-    let every = (1..=cfg.num_hidden_layers.max(1)).find(|&n| {
-        cfg.layer_types.iter().enumerate().all(|(i, t)| (*t == LayerType::Global) == (i % n == 0))
-    });
+    let every = (1..=cfg.num_hidden_layers.max(1))
+        .find(|&n| cfg.layer_types.iter().enumerate().all(|(i, t)| (*t == LayerType::Global) == (i % n == 0)));
     let mut v = json!({
         "architectures": ["ModernBertForMaskedLM"],
         "model_type": "modernbert",
@@ -113,7 +112,13 @@ pub fn hf_config_json(cfg: &Config, initializer_range: f64, cutoff: f64, dropout
 }
 
 /// Writes `config.json` + `model.safetensors` (no tied `decoder.weight`) of `model` into `dir`.
-pub fn save_hf_model(dir: &Path, model: &TrainModel, initializer_range: f64, cutoff: f64, dropout: &DropoutConfig) -> Result<()> {
+pub fn save_hf_model(
+    dir: &Path,
+    model: &TrainModel,
+    initializer_range: f64,
+    cutoff: f64,
+    dropout: &DropoutConfig,
+) -> Result<()> {
     let cfg = hf_config_json(model.config(), initializer_range, cutoff, dropout);
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg)? + "\n")?;
     let mut tensors = BTreeMap::new();
@@ -226,8 +231,10 @@ pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
 
 /// Reads `trainer_state.json` and `run_config.json` of a checkpoint.
 pub fn load_state(dir: &Path) -> Result<(TrainerState, RunConfig)> {
-    let read = |n: &str| std::fs::read_to_string(dir.join(n)).with_context(|| format!("{}: cannot read {n}", dir.display()));
-    let state: TrainerState = serde_json::from_str(&read("trainer_state.json")?).context("invalid trainer_state.json")?;
+    let read =
+        |n: &str| std::fs::read_to_string(dir.join(n)).with_context(|| format!("{}: cannot read {n}", dir.display()));
+    let state: TrainerState =
+        serde_json::from_str(&read("trainer_state.json")?).context("invalid trainer_state.json")?;
     let run: RunConfig = serde_json::from_str(&read("run_config.json")?).context("invalid run_config.json")?;
     Ok((state, run))
 }

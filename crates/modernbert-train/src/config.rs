@@ -123,7 +123,15 @@ pub struct TrainSection {
 
 impl Default for TrainSection {
     fn default() -> Self {
-        Self { eval_every: 0, eval_rows: 8, checkpoint_every: 0, keep_checkpoints: 0, max_steps: None, progress: true, plot: true }
+        Self {
+            eval_every: 0,
+            eval_rows: 8,
+            checkpoint_every: 0,
+            keep_checkpoints: 0,
+            max_steps: None,
+            progress: true,
+            plot: true,
+        }
     }
 }
 
@@ -243,7 +251,9 @@ impl RunConfig {
                 bail!("{at}: weight_decay must be ≥ 0");
             }
         }
-        for (name, p) in [("embedding", self.dropout.embedding), ("attn_out", self.dropout.attn_out), ("mlp", self.dropout.mlp)] {
+        for (name, p) in
+            [("embedding", self.dropout.embedding), ("attn_out", self.dropout.attn_out), ("mlp", self.dropout.mlp)]
+        {
             if !(0.0..1.0).contains(&p) {
                 bail!("[dropout] {name} = {p} is not in [0, 1)");
             }

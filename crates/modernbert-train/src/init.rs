@@ -122,7 +122,8 @@ fn tile_fused(t: &HostTensor, parts: usize, shape: &[usize]) -> Result<HostTenso
     let block_rows = shape[0] / parts;
     let mut data = Vec::with_capacity(shape[0] * shape[1]);
     for p in 0..parts {
-        let block = HostTensor { shape: vec![rows, cols], data: t.data[p * rows * cols..(p + 1) * rows * cols].to_vec() };
+        let block =
+            HostTensor { shape: vec![rows, cols], data: t.data[p * rows * cols..(p + 1) * rows * cols].to_vec() };
         data.extend(tile_tensor(&block, &[block_rows, shape[1]])?.data);
     }
     Ok(HostTensor { shape: shape.to_vec(), data })
@@ -226,6 +227,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn fused_wqkv_is_split_before_tiling() {
         let small = Config::from_json(
             r#"{"model_type":"modernbert","vocab_size":16,"hidden_size":4,"intermediate_size":6,

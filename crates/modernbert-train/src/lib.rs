@@ -8,6 +8,7 @@
 //! with backward passes), [`params`] (names, shapes, init classes), [`rng`] (deterministic streams).
 
 pub mod config;
+pub mod blocks;
 pub mod checkpoint;
 pub mod data;
 pub mod init;

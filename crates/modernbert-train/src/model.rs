@@ -14,18 +14,18 @@
 //! Fused `candle_nn` ops (`layer_norm`, `rope`, `softmax_last_dim`) are never used: they silently
 //! have no gradient (framework notes §2.2).
 
-use crate::ops;
 use crate::params::{param_specs, ParamSpec};
 use crate::rng::Rng;
 use crate::MlmBatch;
+use crate::{blocks, ops};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use modernbert::config::{Activation, LayerType};
 use modernbert::Config;
+use modernbert_kernels::RopeTable;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use modernbert_kernels::RopeTable;
 
 /// Dropout probabilities used in training (inference never drops).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -266,7 +266,12 @@ impl TrainModel {
     }
 
     /// Runs the encoder: `[T]` ids → `[T, hidden]` after `final_norm`.
-    pub fn forward_hidden(&self, input_ids: &[u32], cu_seqlens: &[u32], dropout: Option<(DropoutConfig, DropoutKey)>) -> Result<Tensor> {
+    pub fn forward_hidden(
+        &self,
+        input_ids: &[u32],
+        cu_seqlens: &[u32],
+        dropout: Option<(DropoutConfig, DropoutKey)>,
+    ) -> Result<Tensor> {
         let prep = self.prepare(input_ids, cu_seqlens)?;
         self.encode(&prep, dropout)
     }
@@ -283,17 +288,55 @@ impl TrainModel {
         let emb = self.p("model.embeddings.tok_embeddings.weight")?.index_select(&prep.ids, 0)?;
         let mut h = self.norm(&emb, "model.embeddings.norm")?;
         h = drop(h, dc.embedding, 0)?;
+        let blocks = self.kernels == Kernels::Fused
+            && !cfg.attention_bias
+            && !cfg.mlp_bias
+            && cfg.hidden_activation == Activation::Gelu;
         for l in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{l}");
             let a = if l == 0 { h.clone() } else { self.norm(&h, &format!("{p}.attn_norm"))? };
-            let attn = self.attention(&a, l, prep)?;
+            let attn = if blocks {
+                let local = cfg.layer_types[l] == LayerType::Local;
+                let rope = if local { &prep.local } else { &prep.global };
+                let op = ops::AttentionOp::new(
+                    &prep.cu_seqlens,
+                    cfg.num_attention_heads,
+                    cfg.head_dim(),
+                    rope.table.clone(),
+                    local.then_some(cfg.local_attention / 2),
+                );
+                blocks::attention_block(
+                    &a,
+                    self.p(&format!("{p}.attn.Wqkv.weight"))?,
+                    self.p(&format!("{p}.attn.Wo.weight"))?,
+                    op,
+                )?
+            } else {
+                self.attention(&a, l, prep)?
+            };
             let attn = drop(attn, dc.attn_out, 1 + 2 * l as u64)?;
             h = (h + attn)?;
             let m = self.norm(&h, &format!("{p}.mlp_norm"))?;
-            let wi = self.linear(&m, &format!("{p}.mlp.Wi"))?;
-            let gated = self.glu(&wi)?;
-            let gated = drop(gated, dc.mlp, 2 + 2 * l as u64)?;
-            h = (h + self.linear(&gated, &format!("{p}.mlp.Wo"))?)?;
+            let mlp = if blocks {
+                let mask = match dropout {
+                    Some((_, key)) if dc.mlp > 0.0 => {
+                        Some(Arc::new(dropout_mask(m.dim(0)? * cfg.intermediate_size, dc.mlp, key, 2 + 2 * l as u64)))
+                    }
+                    _ => None,
+                };
+                blocks::mlp_block(
+                    &m,
+                    self.p(&format!("{p}.mlp.Wi.weight"))?,
+                    self.p(&format!("{p}.mlp.Wo.weight"))?,
+                    mask,
+                )?
+            } else {
+                let wi = self.linear(&m, &format!("{p}.mlp.Wi"))?;
+                let gated = self.glu(&wi)?;
+                let gated = drop(gated, dc.mlp, 2 + 2 * l as u64)?;
+                self.linear(&gated, &format!("{p}.mlp.Wo"))?
+            };
+            h = (h + mlp)?;
         }
         self.norm(&h, "model.final_norm")
     }
@@ -384,13 +427,8 @@ impl TrainModel {
         if batch.labels.len() != batch.input_ids.len() {
             bail!("{} labels for {} tokens", batch.labels.len(), batch.input_ids.len());
         }
-        let (rows, targets): (Vec<u32>, Vec<u32>) = batch
-            .labels
-            .iter()
-            .enumerate()
-            .filter(|(_, &l)| l != -100)
-            .map(|(i, &l)| (i as u32, l as u32))
-            .unzip();
+        let (rows, targets): (Vec<u32>, Vec<u32>) =
+            batch.labels.iter().enumerate().filter(|(_, &l)| l != -100).map(|(i, &l)| (i as u32, l as u32)).unzip();
         if rows.is_empty() {
             bail!("the batch has no predicted tokens (every label is -100)");
         }
@@ -445,7 +483,13 @@ pub fn load_checkpoint_tensors(dir: &Path, config: &Config) -> Result<BTreeMap<S
 
 /// RoPE for base `theta` up to `max_positions`, computed like HF (`inv_freq` and angles in f32);
 /// with `positions`, also the per-token `[T, 1, d]` cos/sin tensors of the composed path.
-fn rope_tables(theta: f64, head_dim: usize, max_positions: usize, positions: Option<&[u32]>, device: &Device) -> Result<Rope> {
+fn rope_tables(
+    theta: f64,
+    head_dim: usize,
+    max_positions: usize,
+    positions: Option<&[u32]>,
+    device: &Device,
+) -> Result<Rope> {
     let table = Arc::new(RopeTable::new(theta as f32, head_dim, max_positions));
     let (mut cos_t, mut sin_t) = (None, None);
     if let Some(positions) = positions {
@@ -513,7 +557,12 @@ fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
 
 /// Inverted dropout with a mask drawn from the stateless stream `(seed, step, micro, site)`.
 fn apply_dropout(x: &Tensor, p: f32, key: DropoutKey, site: u64) -> Result<Tensor> {
-    let n = x.elem_count();
+    let mask = Tensor::from_vec(dropout_mask(x.elem_count(), p, key, site), x.shape(), x.device())?;
+    Ok((x * mask)?)
+}
+
+/// `n` inverted-dropout multipliers (0 or 1/(1−p)) from the stream `(seed, step, micro, site)`.
+fn dropout_mask(n: usize, p: f32, key: DropoutKey, site: u64) -> Vec<f32> {
     let mut rng = Rng::keyed(key.seed, &[key.step, key.micro, site]);
     let keep = 1.0 / (1.0 - p);
     let threshold = (p as f64 * 4_294_967_296.0) as u64;
@@ -526,6 +575,5 @@ fn apply_dropout(x: &Tensor, p: f32, key: DropoutKey, site: u64) -> Result<Tenso
             }
         }
     }
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
-    Ok((x * mask)?)
+    mask
 }

@@ -23,11 +23,10 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_cor
     Ok(f(&data[a..b]))
 }
 
-fn slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(data) = s else { candle_core::bail!("{op}: expected f32, found {:?}", s.dtype()) };
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input is not contiguous")))?;
+    let (a, b) =
+        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: input is not contiguous")))?;
     Ok(&data[a..b])
 }
 
@@ -64,7 +63,13 @@ impl CustomOp2 for LayerNormOp {
         "train-layer-norm"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = slice(self.name(), s1, l1)?;
         let w = slice(self.name(), s2, l2)?;
         if l1.dims().last() != Some(&w.len()) {
@@ -75,7 +80,13 @@ impl CustomOp2 for LayerNormOp {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let d = w.elem_count();
         let eps = self.eps;
         let (dx, dw) = with_f32(x, |x| {
@@ -89,7 +100,9 @@ impl CustomOp2 for LayerNormOp {
                         .map(|(dxc, (xc, dyc))| {
                             let mut dw = vec![0f64; d];
                             let mut xhat = vec![0f32; d];
-                            for ((dxr, xr), dyr) in dxc.chunks_exact_mut(d).zip(xc.chunks_exact(d)).zip(dyc.chunks_exact(d)) {
+                            for ((dxr, xr), dyr) in
+                                dxc.chunks_exact_mut(d).zip(xc.chunks_exact(d)).zip(dyc.chunks_exact(d))
+                            {
                                 let (mean, rstd) = row_stats(xr, eps);
                                 let (mut sum_g, mut sum_gx) = (0f64, 0f64);
                                 for k in 0..d {
@@ -137,7 +150,7 @@ struct GegluOp;
 pub(crate) fn fast_exp(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer in the low mantissa bits
     let x_in = x;
-    let x = x.max(-87.0).min(88.0);
+    let x = x.clamp(-87.0, 88.0);
     let m = x * std::f32::consts::LOG2_E + MAGIC;
     let n = m - MAGIC;
     let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
@@ -155,7 +168,8 @@ pub(crate) fn fast_exp(x: f32) -> f32 {
 /// `Φ(u)` (standard normal CDF) and `φ(u)` (density). `Φ` uses the Numerical Recipes `erfc`
 /// rational approximation (fractional error < 1.2e-7), branch-free so it vectorizes.
 #[inline(always)]
-fn cdf_pdf(u: f32) -> (f32, f32) {
+#[allow(clippy::excessive_precision)] // Numerical Recipes' constants, as published
+pub(crate) fn cdf_pdf(u: f32) -> (f32, f32) {
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     let z = (u * std::f32::consts::FRAC_1_SQRT_2).abs();
     let t = 1.0 / (1.0 + 0.5 * z);
@@ -163,7 +177,9 @@ fn cdf_pdf(u: f32) -> (f32, f32) {
         + t * (1.000_023_7
             + t * (0.374_091_96
                 + t * (0.096_784_18
-                    + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let erfc = t * fast_exp(-z * z + poly);
     // Φ(u) = erfc(−u/√2)/2: for u ≥ 0 that is 1 − erfc(|u|/√2)/2.
     let cdf = if u >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc };
@@ -185,43 +201,51 @@ impl CustomOp1 for GegluOp {
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (_, width) = x.dims2()?;
-        let inter = width / 2;
-        let dx = with_f32(x, |x| {
-            with_f32(dy, |dy| {
-                let mut dx = vec![0f32; x.len()];
-                let rows = rows_per_task(width);
-                dx.par_chunks_mut(rows * width)
-                    .zip(x.par_chunks(rows * width).zip(dy.par_chunks(rows * inter)))
-                    .for_each(|(dxc, (xc, dyc))| {
-                        for ((dxr, xr), dyr) in dxc.chunks_exact_mut(width).zip(xc.chunks_exact(width)).zip(dyc.chunks_exact(inter)) {
-                            let (u, g) = xr.split_at(inter);
-                            let (du, dg) = dxr.split_at_mut(inter);
-                            let n = inter;
-                            let (du, dg, u, g, dy) = (&mut du[..n], &mut dg[..n], &u[..n], &g[..n], &dyr[..n]);
-                            for k in 0..n {
-                                let (cdf, pdf) = cdf_pdf(u[k]);
-                                du[k] = dy[k] * g[k] * (cdf + u[k] * pdf);
-                                dg[k] = dy[k] * u[k] * cdf;
-                            }
-                        }
-                    });
-                dx
-            })
-        })??;
+        let dx = with_f32(x, |x| with_f32(dy, |dy| geglu_backward(x, dy, width / 2)))??;
         Ok(Some(tensor(dx, x.shape(), x)?))
     }
+}
+
+/// Gradient of GeGLU: `x` rows `[u | g]` of width `2·inter`, `dy` rows of width `inter`.
+pub(crate) fn geglu_backward(x: &[f32], dy: &[f32], inter: usize) -> Vec<f32> {
+    let width = 2 * inter;
+    let mut dx = vec![0f32; x.len()];
+    let rows = rows_per_task(width);
+    dx.par_chunks_mut(rows * width).zip(x.par_chunks(rows * width).zip(dy.par_chunks(rows * inter))).for_each(
+        |(dxc, (xc, dyc))| {
+            for ((dxr, xr), dyr) in dxc.chunks_exact_mut(width).zip(xc.chunks_exact(width)).zip(dyc.chunks_exact(inter))
+            {
+                let (u, g) = xr.split_at(inter);
+                let (du, dg) = dxr.split_at_mut(inter);
+                let n = inter;
+                let (du, dg, u, g, dy) = (&mut du[..n], &mut dg[..n], &u[..n], &g[..n], &dyr[..n]);
+                for k in 0..n {
+                    let (cdf, pdf) = cdf_pdf(u[k]);
+                    du[k] = dy[k] * g[k] * (cdf + u[k] * pdf);
+                    dg[k] = dy[k] * u[k] * cdf;
+                }
+            }
+        },
+    );
+    dx
 }
 
 // ---------------------------------------------------------------- attention
 
 /// Self-attention over an unpadded batch with RoPE applied inside: `[T, 3D]` → `[T, D]`.
 /// Tokens attend only within their document; `window = Some(w)` keeps `|i − j| ≤ w`.
-pub fn attention(qkv: &Tensor, cu_seqlens: &[u32], heads: usize, head_dim: usize, rope: Arc<RopeTable>, window: Option<usize>) -> Result<Tensor> {
-    let op = AttentionOp { cu_seqlens: Arc::new(cu_seqlens.to_vec()), heads, head_dim, rope, window };
-    Ok(qkv.contiguous()?.apply_op1(op)?)
+pub fn attention(
+    qkv: &Tensor,
+    cu_seqlens: &[u32],
+    heads: usize,
+    head_dim: usize,
+    rope: Arc<RopeTable>,
+    window: Option<usize>,
+) -> Result<Tensor> {
+    Ok(qkv.contiguous()?.apply_op1(AttentionOp::new(cu_seqlens, heads, head_dim, rope, window))?)
 }
 
-struct AttentionOp {
+pub(crate) struct AttentionOp {
     cu_seqlens: Arc<Vec<u32>>,
     heads: usize,
     head_dim: usize,
@@ -246,31 +270,83 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// Maximum of a slice (8 independent lanes so it vectorizes; NaN is propagated).
+fn max_lanes(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] = if c[l] > acc[l] || c[l].is_nan() { c[l] } else { acc[l] };
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for &v in acc.iter().chain(rest) {
+        m = if v > m || v.is_nan() { v } else { m };
+    }
+    m
+}
+
+/// Sum of a slice with 8 independent accumulators.
+fn sum_lanes(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
 /// A matrix operand: data, row stride, column stride (elements).
 #[derive(Clone, Copy)]
-struct Mat<'a> {
+pub(crate) struct Mat<'a> {
     data: &'a [f32],
     rs: usize,
     cs: usize,
 }
 
 impl<'a> Mat<'a> {
-    fn rows(data: &'a [f32], width: usize) -> Self {
+    pub(crate) fn rows(data: &'a [f32], width: usize) -> Self {
         Self { data, rs: width, cs: 1 }
     }
 
     /// The transpose of a row-major `[_, width]` matrix.
-    fn cols(data: &'a [f32], width: usize) -> Self {
+    pub(crate) fn cols(data: &'a [f32], width: usize) -> Self {
         Self { data, rs: 1, cs: width }
     }
 
     fn check(&self, r: usize, c: usize) {
-        assert!(r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.data.len(), "matrix operand out of bounds");
+        assert!(
+            r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.data.len(),
+            "matrix operand out of bounds"
+        );
     }
 }
 
 /// `c[m×n] (+)= a[m×k] · b[k×n]`, `c` row-major with row stride `c_rs`, single-threaded gemm.
+#[allow(clippy::too_many_arguments)]
 fn matmul(c: &mut [f32], c_rs: usize, accumulate: bool, a: Mat, b: Mat, m: usize, n: usize, k: usize) {
+    gemm_with(c, c_rs, accumulate, a, b, (m, n, k), gemm::Parallelism::None)
+}
+
+/// [`matmul`] on the rayon pool (for the big token × feature products).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_par(c: &mut [f32], c_rs: usize, accumulate: bool, a: Mat, b: Mat, m: usize, n: usize, k: usize) {
+    gemm_with(c, c_rs, accumulate, a, b, (m, n, k), gemm::Parallelism::Rayon(rayon::current_num_threads()))
+}
+
+fn gemm_with(
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+    a: Mat,
+    b: Mat,
+    (m, n, k): (usize, usize, usize),
+    par: gemm::Parallelism,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -280,19 +356,33 @@ fn matmul(c: &mut [f32], c_rs: usize, accumulate: bool, a: Mat, b: Mat, m: usize
     // SAFETY: the asserts above keep every access of gemm inside the three slices.
     unsafe {
         gemm::gemm(
-            m, n, k,
-            c.as_mut_ptr(), 1, c_rs as isize,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            c_rs as isize,
             accumulate,
-            a.data.as_ptr(), a.cs as isize, a.rs as isize,
-            b.data.as_ptr(), b.cs as isize, b.rs as isize,
-            1.0, 1.0, false, false, false,
-            gemm::Parallelism::None,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
         );
     }
 }
 
-/// Query rows per backward block.
+/// Query rows per backward block (local layers: at least the window's width).
 const BWD_BLOCK: usize = 64;
+/// Query rows per backward block in global layers.
+const BWD_BLOCK_GLOBAL: usize = 256;
 
 impl AttentionOp {
     /// Rotates `x` (one head vector) by the table row of `pos`; `inverse` applies Rᵀ.
@@ -340,14 +430,20 @@ impl AttentionOp {
         let mut dq = vec![0f32; n * d];
         let mut dk = vec![0f32; n * d];
         let mut dv = vec![0f32; n * d];
+        // Bigger blocks mean fewer, larger GEMMs; local layers keep blocks near the window size
+        // so that little of each block's key range is masked out.
+        let block = match self.window {
+            Some(w) => BWD_BLOCK.max(2 * w).min(n),
+            None => BWD_BLOCK_GLOBAL.min(n),
+        };
         let max_keys = match self.window {
-            Some(w) => (BWD_BLOCK + 2 * w).min(n),
+            Some(w) => (block + 2 * w).min(n),
             None => n,
         };
-        let mut p = vec![0f32; BWD_BLOCK * max_keys];
-        let mut ds = vec![0f32; BWD_BLOCK * max_keys];
-        for q0 in (0..n).step_by(BWD_BLOCK) {
-            let q1 = (q0 + BWD_BLOCK).min(n);
+        let mut p = vec![0f32; block * max_keys];
+        let mut ds = vec![0f32; block * max_keys];
+        for q0 in (0..n).step_by(block) {
+            let q1 = (q0 + block).min(n);
             let bq = q1 - q0;
             let (k0, k1) = match self.window {
                 Some(w) => (q0.saturating_sub(w), (q1 - 1 + w + 1).min(n)),
@@ -365,24 +461,20 @@ impl AttentionOp {
                 };
                 let pr = &mut p[r * nk..(r + 1) * nk];
                 let dr = &mut ds[r * nk..(r + 1) * nk];
-                let mut max = f32::NEG_INFINITY;
-                for x in &mut pr[lo..hi] {
-                    *x *= scale;
-                    max = max.max(*x);
-                }
-                let mut sum = 0f32;
-                for x in &mut pr[lo..hi] {
-                    *x = fast_exp(*x - max);
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
                 pr[..lo].fill(0.0);
                 pr[hi..].fill(0.0);
                 dr[..lo].fill(0.0);
                 dr[hi..].fill(0.0);
-                for j in lo..hi {
-                    pr[j] *= inv;
-                    dr[j] = pr[j] * (dr[j] - delta[i]) * scale;
+                let (pw, dw) = (&mut pr[lo..hi], &mut dr[lo..hi]);
+                let max = max_lanes(pw) * scale;
+                for x in pw.iter_mut() {
+                    *x = fast_exp(*x * scale - max);
+                }
+                let inv = 1.0 / sum_lanes(pw);
+                let di = delta[i];
+                for (pj, dj) in pw.iter_mut().zip(dw.iter_mut()) {
+                    *pj *= inv;
+                    *dj = *pj * (*dj - di) * scale;
                 }
             }
             matmul(&mut dq[q0 * d..q1 * d], d, true, Mat::rows(&ds, nk), Mat::rows(kb, d), bq, d, nk);
@@ -410,40 +502,65 @@ impl CustomOp1 for AttentionOp {
             candle_core::bail!("attention: qkv {:?} does not match the batch", l.dims())
         }
         let mut out = vec![0f32; tokens * hd];
-        modernbert_kernels::attention_varlen(qkv, &self.cu_seqlens, self.heads, self.head_dim, &self.rope, self.window, &mut out);
+        self.forward_all(qkv, &mut out);
         Ok((CpuStorage::F32(out), Shape::from((tokens, hd))))
     }
 
     fn bwd(&self, qkv: &Tensor, res: &Tensor, dres: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (tokens, width) = qkv.dims2()?;
+        let dqkv =
+            with_f32(qkv, |qkv| with_f32(res, |out| with_f32(dres, |dout| self.backward_all(qkv, out, dout))))???;
+        Ok(Some(tensor(dqkv, qkv.shape(), qkv)?))
+    }
+}
+
+impl AttentionOp {
+    /// A new op description.
+    pub(crate) fn new(
+        cu_seqlens: &[u32],
+        heads: usize,
+        head_dim: usize,
+        rope: Arc<RopeTable>,
+        window: Option<usize>,
+    ) -> Self {
+        Self { cu_seqlens: Arc::new(cu_seqlens.to_vec()), heads, head_dim, rope, window }
+    }
+
+    /// Forward on slices: `qkv [T, 3D]` → `out [T, D]`.
+    pub(crate) fn forward_all(&self, qkv: &[f32], out: &mut [f32]) {
+        modernbert_kernels::attention_varlen(
+            qkv,
+            &self.cu_seqlens,
+            self.heads,
+            self.head_dim,
+            &self.rope,
+            self.window,
+            out,
+        );
+    }
+
+    /// `dqkv [T, 3D]` from `qkv`, the forward output `out` and its gradient `dout`.
+    pub(crate) fn backward_all(&self, qkv: &[f32], out: &[f32], dout: &[f32]) -> Vec<f32> {
         let (d, hd) = (self.head_dim, self.heads * self.head_dim);
-        let cu = &self.cu_seqlens;
-        let tasks: Vec<(usize, usize, usize)> = cu
+        let width = 3 * hd;
+        let tokens = qkv.len() / width;
+        let tasks: Vec<(usize, usize, usize)> = self
+            .cu_seqlens
             .windows(2)
             .flat_map(|w| (0..self.heads).map(move |h| (w[0] as usize, (w[1] - w[0]) as usize, h)))
             .collect();
-        let dqkv = with_f32(qkv, |qkv| {
-            with_f32(res, |out| {
-                with_f32(dres, |dout| {
-                    let grads: Vec<[Vec<f32>; 3]> = tasks
-                        .par_iter()
-                        .map(|&(start, n, h)| self.backward_task(qkv, out, dout, start, n, h))
-                        .collect();
-                    let mut dqkv = vec![0f32; tokens * width];
-                    for (&(start, n, h), g) in tasks.iter().zip(&grads) {
-                        for i in 0..n {
-                            let row = (start + i) * width;
-                            for (part, gp) in g.iter().enumerate() {
-                                let at = row + part * hd + h * d;
-                                dqkv[at..at + d].copy_from_slice(&gp[i * d..(i + 1) * d]);
-                            }
-                        }
-                    }
-                    dqkv
-                })
-            })
-        })???;
-        Ok(Some(tensor(dqkv, qkv.shape(), qkv)?))
+        let grads: Vec<[Vec<f32>; 3]> =
+            tasks.par_iter().map(|&(start, n, h)| self.backward_task(qkv, out, dout, start, n, h)).collect();
+        let mut dqkv = vec![0f32; tokens * width];
+        for (&(start, n, h), g) in tasks.iter().zip(&grads) {
+            for i in 0..n {
+                let row = (start + i) * width;
+                for (part, gp) in g.iter().enumerate() {
+                    let at = row + part * hd + h * d;
+                    dqkv[at..at + d].copy_from_slice(&gp[i * d..(i + 1) * d]);
+                }
+            }
+        }
+        dqkv
     }
 }
 
@@ -459,10 +576,18 @@ struct CrossEntropyOp {
     targets: Arc<Vec<u32>>,
 }
 
-/// `(max, Σ exp(x − max))` of a row.
+/// `(max, Σ exp(x − max))` of a row (8 lanes, so the exponentials vectorize; NaN propagates).
 fn row_lse(x: &[f32]) -> (f32, f32) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    (max, x.iter().map(|&v| fast_exp(v - max)).sum())
+    let max = max_lanes(x);
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += fast_exp(c[l] - max);
+        }
+    }
+    (max, acc.iter().sum::<f32>() + rest.iter().map(|&v| fast_exp(v - max)).sum::<f32>())
 }
 
 impl CustomOp1 for CrossEntropyOp {
@@ -525,7 +650,9 @@ mod tests {
             let u = i as f32 * 0.01;
             let (cdf, pdf) = cdf_pdf(u);
             let want = 0.5 * modernbert_kernels::reference::erfc(-(u as f64) / std::f64::consts::SQRT_2);
-            worst = worst.max((cdf as f64 - want).abs() / want.max(1e-30)).max((pdf as f64 - (-(u as f64).powi(2) / 2.0).exp() * 0.398_942_280_401_432_7).abs());
+            worst = worst
+                .max((cdf as f64 - want).abs() / want.max(1e-30))
+                .max((pdf as f64 - (-(u as f64).powi(2) / 2.0).exp() * 0.398_942_280_401_432_7).abs());
         }
         assert!(worst < 1e-5, "cdf/pdf error {worst}");
     }

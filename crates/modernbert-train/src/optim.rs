@@ -97,7 +97,14 @@ impl StableAdamW {
 
     /// Applies one update to every variable of `model` from `grads` (by name). A parameter with
     /// no gradient is treated as having a zero gradient (its moments still decay).
-    pub fn step(&mut self, model: &TrainModel, grads: &BTreeMap<String, Tensor>, lr: f64, max_lr: f64, weight_decay: f64) -> Result<StepStats> {
+    pub fn step(
+        &mut self,
+        model: &TrainModel,
+        grads: &BTreeMap<String, Tensor>,
+        lr: f64,
+        max_lr: f64,
+        weight_decay: f64,
+    ) -> Result<StepStats> {
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);

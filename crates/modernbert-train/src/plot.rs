@@ -153,8 +153,11 @@ fn trim(v: f64, step: f64) -> String {
     format!("{v:.decimals$}")
 }
 
+/// `(step, loss)` points.
+pub type Series = Vec<(f64, f64)>;
+
 /// Reads `(step, loss)` of training and evaluation records.
-pub fn read_metrics(path: &Path) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
+pub fn read_metrics(path: &Path) -> Result<(Series, Series)> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let (mut train, mut eval) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {

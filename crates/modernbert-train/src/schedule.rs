@@ -129,7 +129,13 @@ mod tests {
 
     #[test]
     fn warmup_stable_decay_shapes() {
-        let s = LrSchedule { lr: 8e-4, warmup_tokens: 100, decay_tokens: 400, decay: Decay::OneMinusSqrt, final_lr_ratio: 0.001 };
+        let s = LrSchedule {
+            lr: 8e-4,
+            warmup_tokens: 100,
+            decay_tokens: 400,
+            decay: Decay::OneMinusSqrt,
+            final_lr_ratio: 0.001,
+        };
         let total = 1000;
         assert!((s.multiplier(0, total) - 1e-10).abs() < 1e-15);
         assert!((s.multiplier(50, total) - (1e-10 + (1.0 - 1e-10) * 0.5)).abs() < 1e-12);

@@ -41,7 +41,9 @@ pub fn load(path: &Path) -> Result<(BTreeMap<String, HostTensor>, HashMap<String
         let data: Vec<f32> = match view.dtype() {
             Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             Dtype::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            Dtype::BF16 => b.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
+            Dtype::BF16 => {
+                b.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect()
+            }
             Dtype::F16 => b.chunks_exact(2).map(|c| half_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
             other => bail!("{}: tensor `{name}` has dtype {other:?}", path.display()),
         };
@@ -72,7 +74,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.safetensors");
         let mut t = BTreeMap::new();
-        t.insert("a".to_string(), HostTensor { shape: vec![2, 3], data: vec![1.0, -2.0, 3.5, 0.0, f32::MIN_POSITIVE, 7.0] });
+        t.insert(
+            "a".to_string(),
+            HostTensor { shape: vec![2, 3], data: vec![1.0, -2.0, 3.5, 0.0, f32::MIN_POSITIVE, 7.0] },
+        );
         t.insert("b".to_string(), HostTensor { shape: vec![], data: vec![42.0] });
         let meta = HashMap::from([("step".to_string(), "3".to_string())]);
         save(&p, &t, meta.clone()).unwrap();

@@ -108,7 +108,9 @@ pub fn initial_model(run: &RunConfig, manifest: Option<&Manifest>) -> Result<Tra
 pub fn model_config(run: &RunConfig) -> Result<Config> {
     let mut map = match (&run.model.config, &run.model.config_file) {
         (Some(c), _) => c.clone(),
-        (None, Some(f)) => serde_json::from_str(&std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?)?,
+        (None, Some(f)) => {
+            serde_json::from_str(&std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?)?
+        }
         (None, None) => bail!("[model] has no config"),
     };
     map.entry("model_type").or_insert(json!("modernbert"));
@@ -123,7 +125,11 @@ fn source_config(run: &RunConfig, index: usize, phase: &Phase, split: Split) -> 
         row_tokens: phase.row_tokens(&run.data),
         rows_per_step: phase.rows_per_step,
         seed: if train { Rng::keyed(run.seed, &[0xDA7A, index as u64]).next_u64() } else { 0 },
-        masking: MaskingConfig::with_probability(if train { run.data.mlm_probability } else { run.data.eval_mlm_probability }),
+        masking: MaskingConfig::with_probability(if train {
+            run.data.mlm_probability
+        } else {
+            run.data.eval_mlm_probability
+        }),
         shuffle: train,
         repeat: train,
         buffer_factor: run.data.buffer_factor,
@@ -151,7 +157,11 @@ pub fn evaluate(model: &TrainModel, run: &RunConfig, index: usize) -> Result<Opt
             predicted += out.num_predicted;
         }
     }
-    Ok((predicted > 0).then(|| Eval { loss: loss / predicted as f64, accuracy: correct as f64 / predicted as f64, predicted }))
+    Ok((predicted > 0).then(|| Eval {
+        loss: loss / predicted as f64,
+        accuracy: correct as f64 / predicted as f64,
+        predicted,
+    }))
 }
 
 /// Appends JSON lines to `metrics.jsonl`.
@@ -165,7 +175,12 @@ impl Metrics {
         if let (Some(step), Ok(text)) = (keep_up_to, std::fs::read_to_string(path)) {
             let kept: String = text
                 .lines()
-                .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["step"].as_u64())
+                        .is_some_and(|s| s <= step)
+                })
                 .map(|l| format!("{l}\n"))
                 .collect();
             checkpoint::write_atomic(path, kept.as_bytes())?;
@@ -192,7 +207,11 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     if let Some(tok) = &run.data.tokenizer {
         let sha = crate::data::prepare::sha256_file(tok)?;
         if sha != manifest.tokenizer.sha256 {
-            bail!("{} is not the tokenizer the shards in {} were made with (SHA-256 differs)", tok.display(), run.data.dir.display());
+            bail!(
+                "{} is not the tokenizer the shards in {} were made with (SHA-256 differs)",
+                tok.display(),
+                run.data.dir.display()
+            );
         }
     }
     // Model, optimizer and loop state: fresh, or from the checkpoint.
@@ -209,18 +228,33 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         None => {
             let model = initial_model(&run, Some(&manifest))?;
             let opt = StableAdamW::new(run.optimizer, &model);
-            let state = TrainerState { step: 0, tokens: 0, phase: 0, phase_tokens: 0, data: serde_json::Value::Null, seed: run.seed, elapsed_secs: 0.0 };
+            let state = TrainerState {
+                step: 0,
+                tokens: 0,
+                phase: 0,
+                phase_tokens: 0,
+                data: serde_json::Value::Null,
+                seed: run.seed,
+                elapsed_secs: 0.0,
+            };
             (model, opt, state, None)
         }
     };
     if (model.config().vocab_size as u32) < manifest.tokenizer.vocab_size {
-        bail!("the model's vocabulary ({}) is smaller than the tokenizer's ({})", model.config().vocab_size, manifest.tokenizer.vocab_size);
+        bail!(
+            "the model's vocabulary ({}) is smaller than the tokenizer's ({})",
+            model.config().vocab_size,
+            manifest.tokenizer.vocab_size
+        );
     }
     let mut metrics = Metrics::open(&run.out_dir.join("metrics.jsonl"), opts.resume.as_ref().map(|_| state.step))?;
     let max_steps = opts.max_steps.or(run.train.max_steps);
     let total_tokens = run.total_tokens();
     let progress = opts.progress.unwrap_or(run.train.progress);
-    let bar = ProgressBar::with_draw_target(Some(total_tokens), if progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let bar = ProgressBar::with_draw_target(
+        Some(total_tokens),
+        if progress { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent}% ETA {eta} | {msg}")
             .expect("valid template"),
@@ -231,7 +265,9 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     let timing = std::env::var_os("MODERNBERT_TRAIN_TIMING").is_some();
 
     let mut dump = match &opts.dump_batches {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)),
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
         None => None,
     };
     let mut source: Option<BatchSource> = None;
@@ -266,13 +302,20 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             break;
         }
         if source.is_none() {
-            let mut src = BatchSource::open(phase.data_dir(&run.data), source_config(&run, index, &phase, Split::Train))?;
+            let mut src =
+                BatchSource::open(phase.data_dir(&run.data), source_config(&run, index, &phase, Split::Train))?;
             if !state.data.is_null() {
                 src.restore(&state.data)?;
             }
             bar.println(format!(
                 "phase {} ({}): {} tokens, max_seq_len {}, RoPE θ {}/{}, lr {:.2e}",
-                index + 1, phase.name, phase.tokens, phase.max_seq_len, phase.rope_theta_global, phase.rope_theta_local, phase.lr.lr
+                index + 1,
+                phase.name,
+                phase.tokens,
+                phase.max_seq_len,
+                phase.rope_theta_global,
+                phase.rope_theta_local,
+                phase.lr.lr
             ));
             source = Some(src);
         }
@@ -280,7 +323,8 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
 
         // One optimizer step.
         let t0 = Instant::now();
-        let rows = phase.batch_warmup.map_or(phase.rows_per_step, |w| w.rows_at(state.phase_tokens, phase.rows_per_step));
+        let rows =
+            phase.batch_warmup.map_or(phase.rows_per_step, |w| w.rows_at(state.phase_tokens, phase.rows_per_step));
         let step_data = src.next_step(rows).context("the training data ran out")?;
         if let Some(w) = dump.as_mut() {
             writeln!(w, "{}", json!({"step": state.step + 1, "tokens": step_data.tokens, "rows": step_data.batches}))?;
@@ -316,22 +360,42 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             }
             t_bwd += tb.elapsed().as_secs_f64();
         }
-        let grad_sq: f64 = grads.values().map(|g| g.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64)).sum::<candle_core::Result<f64>>()?;
+        let grad_sq: f64 = grads
+            .values()
+            .map(|g| g.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64))
+            .sum::<candle_core::Result<f64>>()?;
         if !loss.is_finite() || !grad_sq.is_finite() {
-            let what = if loss.is_finite() { format!("the gradient norm is {}", grad_sq.sqrt()) } else { format!("the loss is {loss}") };
+            let what = if loss.is_finite() {
+                format!("the gradient norm is {}", grad_sq.sqrt())
+            } else {
+                format!("the loss is {loss}")
+            };
             let keep = match &last_ckpt {
-                Some(d) => format!("the last good checkpoint is {} (resume with `modernbert train --resume {}`)", d.display(), d.display()),
+                Some(d) => format!(
+                    "the last good checkpoint is {} (resume with `modernbert train --resume {}`)",
+                    d.display(),
+                    d.display()
+                ),
                 None => "no checkpoint was written yet".to_string(),
             };
             bar.abandon();
-            bail!("{what} at step {} (phase {}, {} tokens); stopping without updating the weights; {keep}", state.step + 1, phase.name, state.tokens);
+            bail!(
+                "{what} at step {} (phase {}, {} tokens); stopping without updating the weights; {keep}",
+                state.step + 1,
+                phase.name,
+                state.tokens
+            );
         }
         let to = Instant::now();
         let stats = opt.step(&model, &grads, lr, phase.lr.lr, phase.weight_decay)?;
         if timing {
             eprintln!(
                 "step {}: data {:.0} ms, forward {:.0} ms, backward {:.0} ms, optimizer {:.0} ms",
-                state.step + 1, t_data * 1e3, t_fwd * 1e3, t_bwd * 1e3, to.elapsed().as_secs_f64() * 1e3
+                state.step + 1,
+                t_data * 1e3,
+                t_fwd * 1e3,
+                t_bwd * 1e3,
+                to.elapsed().as_secs_f64() * 1e3
             );
         }
         drop(grads);
@@ -354,9 +418,15 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             "grad_norm": grad_sq.sqrt(), "clipped": stats.clipped, "tokens_per_sec": tps, "elapsed": state.elapsed_secs,
         }))?;
         bar.set_position(state.tokens);
-        bar.set_message(format!("step {} loss {loss:.4} acc {accuracy:.3} lr {lr:.2e} {:.0} tok/s", state.step, smoothed_tps));
+        bar.set_message(format!(
+            "step {} loss {loss:.4} acc {accuracy:.3} lr {lr:.2e} {:.0} tok/s",
+            state.step, smoothed_tps
+        ));
         if print_lines && (state.step % 10 == 0 || state.step == 1) {
-            eprintln!("step {} tokens {} loss {loss:.4} acc {accuracy:.3} lr {lr:.2e} {:.0} tok/s", state.step, state.tokens, smoothed_tps);
+            eprintln!(
+                "step {} tokens {} loss {loss:.4} acc {accuracy:.3} lr {lr:.2e} {:.0} tok/s",
+                state.step, state.tokens, smoothed_tps
+            );
         }
         let phase_over = state.phase_tokens >= phase.tokens;
         if run.train.eval_every > 0 && state.step % run.train.eval_every == 0 && !phase_over {
@@ -369,7 +439,11 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         let at_end = max_steps.is_some_and(|m| state.step >= m) || (phase_over && index + 1 == run.phases.len());
         if (run.train.checkpoint_every > 0 && state.step % run.train.checkpoint_every == 0) || at_end {
             let name = checkpoint::step_name(state.step);
-            let dir = checkpoint::save_checkpoint(&ckpt_root, &name, &CheckpointParts { model: &model, optimizer: &opt, state: &state, run: &run })?;
+            let dir = checkpoint::save_checkpoint(
+                &ckpt_root,
+                &name,
+                &CheckpointParts { model: &model, optimizer: &opt, state: &state, run: &run },
+            )?;
             checkpoint::prune(&ckpt_root, run.train.keep_checkpoints, &name)?;
             last_ckpt = Some(dir);
         }

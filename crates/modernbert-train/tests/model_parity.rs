@@ -79,7 +79,10 @@ fn fused_gradients_match_composed() {
     let mut losses = Vec::new();
     for kernels in [Kernels::Composed, Kernels::Fused] {
         let model = TrainModel::load(&dir).unwrap().with_kernels(kernels);
-        let dropout = Some((DropoutConfig { embedding: 0.1, attn_out: 0.1, mlp: 0.1 }, DropoutKey { seed: 1, step: 2, micro: 3 }));
+        let dropout = Some((
+            DropoutConfig { embedding: 0.1, attn_out: 0.1, mlp: 0.1 },
+            DropoutKey { seed: 1, step: 2, micro: 3 },
+        ));
         let out = model.mlm_loss(&batch, dropout).unwrap();
         losses.push(out.loss.to_scalar::<f32>().unwrap());
         let g = out.loss.backward().unwrap();
@@ -97,4 +100,42 @@ fn fused_gradients_match_composed() {
         assert!(r <= 1e-4, "{name}: fused gradient differs, rel {r:.2e}");
     }
     eprintln!("fused vs composed: loss rel {rel:.2e}, worst gradient rel {worst:.2e}");
+}
+
+/// Configs with biases (and a non-GELU MLP) take the separate fused ops instead of the block
+/// ops; their gradients must match the composed model too.
+#[test]
+fn fused_ops_with_biases_match_composed() {
+    use modernbert_train::init::{init_params, InitConfig};
+    let cfg = modernbert::Config::from_json(
+        r#"{"model_type":"modernbert","vocab_size":96,"hidden_size":24,"intermediate_size":40,"num_hidden_layers":3,
+            "num_attention_heads":2,"local_attention":6,"attention_bias":true,"mlp_bias":true,"norm_bias":true,
+            "classifier_bias":true,"global_attn_every_n_layers":2}"#,
+    )
+    .unwrap();
+    let mut params = init_params(&cfg, &InitConfig { initializer_range: 0.3, cutoff: 2.0 }, 9);
+    let mut rng = Rng::new(4);
+    for t in params.values_mut() {
+        // random biases and norm weights too, so every gradient path carries signal
+        t.data.iter_mut().for_each(|v| *v += 0.05 * rng.normal() as f32);
+    }
+    let tensors = params
+        .into_iter()
+        .map(|(n, t)| (n, Tensor::from_vec(t.data, t.shape, &candle_core::Device::Cpu).unwrap()))
+        .collect();
+    let batch = random_batch(96, &[20, 7, 1, 13], 8);
+    let mut results = Vec::new();
+    for kernels in [Kernels::Composed, Kernels::Fused] {
+        let model = TrainModel::from_tensors(cfg.clone(), &tensors).unwrap().with_kernels(kernels);
+        let out = model.mlm_loss(&batch, None).unwrap();
+        let g = out.loss.backward().unwrap();
+        let grads: Vec<(String, Tensor)> =
+            model.vars().iter().map(|(n, v)| (n.clone(), g.get(v.as_tensor()).expect(n).clone())).collect();
+        results.push((out.loss.to_scalar::<f32>().unwrap(), grads));
+    }
+    assert!((results[0].0 - results[1].0).abs() <= 1e-5 * results[0].0.abs());
+    for ((name, a), (_, b)) in results[0].1.iter().zip(&results[1].1) {
+        let r = max_abs_diff(a, b) / max_abs(a).max(1e-30);
+        assert!(r <= 1e-4, "{name}: rel {r:.2e}");
+    }
 }

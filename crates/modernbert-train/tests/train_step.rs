@@ -34,7 +34,9 @@ fn batch(r: &HashMap<String, Tensor>, k: usize) -> MlmBatch {
 }
 
 fn run(kernels: Kernels) {
-    let r = candle_core::safetensors::load(root().join("tests/fixtures/train-step/reference.safetensors"), &Device::Cpu).unwrap();
+    let r =
+        candle_core::safetensors::load(root().join("tests/fixtures/train-step/reference.safetensors"), &Device::Cpu)
+            .unwrap();
     let model = TrainModel::load(&root().join("tests/fixtures/odd-dims")).unwrap().with_kernels(kernels);
     let mut opt = StableAdamW::new(OptimizerConfig::default(), &model);
     let (lrs, max_lr, wd) = ([4e-3, 1e-2], 1e-2, 0.1);
@@ -82,7 +84,9 @@ fn run(kernels: Kernels) {
 /// The optimizer alone: PyTorch's gradients through our StableAdamW give PyTorch's parameters.
 #[test]
 fn stable_adamw_matches_pytorch_given_the_same_gradients() {
-    let r = candle_core::safetensors::load(root().join("tests/fixtures/train-step/reference.safetensors"), &Device::Cpu).unwrap();
+    let r =
+        candle_core::safetensors::load(root().join("tests/fixtures/train-step/reference.safetensors"), &Device::Cpu)
+            .unwrap();
     let model = TrainModel::load(&root().join("tests/fixtures/odd-dims")).unwrap();
     let mut opt = StableAdamW::new(OptimizerConfig::default(), &model);
     let mut worst = 0f32;
@@ -116,7 +120,10 @@ fn weight_decay_groups() {
     let model = TrainModel::load(&root().join("tests/fixtures/odd-dims")).unwrap();
     let opt = StableAdamW::new(OptimizerConfig::default(), &model);
     let decayed = opt.decayed();
-    assert!(decayed.iter().all(|n| n.ends_with("Wqkv.weight") || n.ends_with("Wo.weight") || n.ends_with("Wi.weight") || *n == "head.dense.weight"));
+    assert!(decayed.iter().all(|n| n.ends_with("Wqkv.weight")
+        || n.ends_with("Wo.weight")
+        || n.ends_with("Wi.weight")
+        || *n == "head.dense.weight"));
     assert_eq!(decayed.len(), 5 * 4 + 1);
     let all = StableAdamW::new(OptimizerConfig { decay_embeddings: true, ..Default::default() }, &model);
     assert!(all.decayed().contains(&"model.embeddings.tok_embeddings.weight"));

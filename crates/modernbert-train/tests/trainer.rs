@@ -42,7 +42,9 @@ fn setup(dir: &Path, steps: u64) -> RunConfig {
     for (i, t) in texts.iter().enumerate() {
         std::fs::write(docs.join(format!("doc{i:04}.txt")), t).unwrap();
     }
-    let tok = train_from_texts(&BpeConfig { vocab_size: 384, min_frequency: 2, show_progress: false }, texts.into_iter()).unwrap();
+    let tok =
+        train_from_texts(&BpeConfig { vocab_size: 384, min_frequency: 2, show_progress: false }, texts.into_iter())
+            .unwrap();
     let tok_path = dir.join("tokenizer.json");
     tok.save(&tok_path, false).unwrap();
     let mut p = PrepareConfig::new(tok_path.clone(), dir.join("shards"), vec![docs]);
@@ -112,9 +114,11 @@ fn checkpoint_loads_in_the_inference_library_with_the_same_logits() {
     for f in ["config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors", "trainer_state.json"] {
         assert!(ckpt.join(f).is_file(), "{f} missing");
     }
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["global_attn_every_n_layers"], 3);
-    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ckpt.join("trainer_state.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("trainer_state.json")).unwrap()).unwrap();
     assert_eq!(state["phase"], 1, "the run should be in phase 2 by step 8");
     assert_eq!(cfg["global_rope_theta"], 160000.0, "phase 2's θ is recorded");
     let (st, _) = modernbert_train::st::load(&ckpt.join("model.safetensors")).unwrap();
@@ -122,13 +126,18 @@ fn checkpoint_loads_in_the_inference_library_with_the_same_logits() {
 
     let reference = modernbert::Model::load(&ckpt).unwrap();
     let ours = TrainModel::load(&ckpt).unwrap();
-    let seqs = vec![vec![1u32, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 2], vec![1, 100, 4, 200, 2], vec![1, 2]];
+    let seqs = vec![
+        vec![1u32, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 2],
+        vec![1, 100, 4, 200, 2],
+        vec![1, 2],
+    ];
     let batch = Batch::new(&seqs).unwrap();
     let want = reference.backbone.forward(&batch).unwrap();
     let Head::MaskedLm(head) = &reference.head else { panic!("not an MLM checkpoint") };
     let want = head.forward(&want).unwrap();
     let got = ours.mlm_logits(&ours.forward_hidden(&batch.input_ids, &batch.cu_seqlens, None).unwrap()).unwrap();
-    let diff = (&got - &want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let diff =
+        (&got - &want).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
     assert!(diff <= 1e-5, "logits differ by {diff}");
     // Tokens/s and packing efficiency are reported.
     assert!(s.tokens_per_sec > 0.0 && s.packing_efficiency > 0.5);
@@ -190,11 +199,19 @@ fn sigkilled_run_resumes_exactly() {
     assert_eq!(got.len(), want.len(), "metrics after resume (killed at {killed_at})");
     for ((sa, la), (sb, lb)) in want.iter().zip(&got) {
         assert_eq!(sa, sb);
-        assert_eq!(la.to_bits(), lb.to_bits(), "step {sa}: loss {la} uninterrupted vs {lb} resumed (killed at {killed_at})");
+        assert_eq!(
+            la.to_bits(),
+            lb.to_bits(),
+            "step {sa}: loss {la} uninterrupted vs {lb} resumed (killed at {killed_at})"
+        );
     }
     // Final weights are bitwise equal too.
-    let wa = modernbert_train::st::load(&run_a.out_dir.join(format!("checkpoints/step-{STEPS:08}/model.safetensors"))).unwrap().0;
-    let wb = modernbert_train::st::load(&run_b.out_dir.join(format!("checkpoints/step-{STEPS:08}/model.safetensors"))).unwrap().0;
+    let wa = modernbert_train::st::load(&run_a.out_dir.join(format!("checkpoints/step-{STEPS:08}/model.safetensors")))
+        .unwrap()
+        .0;
+    let wb = modernbert_train::st::load(&run_b.out_dir.join(format!("checkpoints/step-{STEPS:08}/model.safetensors")))
+        .unwrap()
+        .0;
     assert_eq!(wa, wb);
 }
 
