@@ -79,7 +79,8 @@ impl Dataset {
         let mut rng = SplitMix64(42);
         (0..docs)
             .map(|_| {
-                let len = if std == 0.0 { max } else { (mean + std * rng.normal()).round().clamp(16.0, max as f64) as usize };
+                let len =
+                    if std == 0.0 { max } else { (mean + std * rng.normal()).round().clamp(16.0, max as f64) as usize };
                 (0..len).map(|_| 100 + (rng.next() % 15_900) as u32).collect()
             })
             .collect()
@@ -110,7 +111,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let model = match &args.model {
         Some(spec) => Model::load_with(&modernbert::hub::resolve(spec)?, args.precision)?,
         None => {
-            let config = Config::preset(&args.config).with_context(|| format!("unknown --config {:?} (base, large)", args.config))?;
+            let config = Config::preset(&args.config)
+                .with_context(|| format!("unknown --config {:?} (base, large)", args.config))?;
             let weights = Weights::random(&config, &candle_core::Device::Cpu)?;
             Model::from_weights(config, &weights, None, std::path::Path::new("<random>"), args.precision)?
         }
@@ -156,14 +158,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
         };
         eprintln!(
             "{:<11} {:>4} docs {:>7} tokens  {:>8.3} s  {:>8.0} tokens/s  {:>6.1} GFLOP/s  peak {:>6.0} MiB",
-            row.dataset, row.docs, row.tokens, row.seconds, row.tokens_per_second, row.gflops_per_second, row.peak_rss_mib
+            row.dataset,
+            row.docs,
+            row.tokens,
+            row.seconds,
+            row.tokens_per_second,
+            row.gflops_per_second,
+            row.peak_rss_mib
         );
         serde_json::to_writer(&mut out, &row)?;
         use std::io::Write;
         writeln!(out)?;
     }
     if let Some(path) = args.dump_inputs {
-        std::fs::write(&path, serde_json::to_string(&dumped)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string(&dumped)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -114,7 +114,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,modernbert_server=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,modernbert_server=info".into()),
         )
         .init();
     if let Err(e) = run(Cli::parse()) {
@@ -151,8 +152,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Classify { model, pair, input, texts } => {
             let inputs = input::pairs(input.as_deref(), texts, pair)?;
             let m = load(&model)?;
-            let refs: Vec<(&str, Option<&str>)> =
-                inputs.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
+            let refs: Vec<(&str, Option<&str>)> = inputs.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
             for r in m.classify(&refs, model.max_length)? {
                 emit(&mut out, &r)?;
             }

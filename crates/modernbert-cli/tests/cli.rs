@@ -9,11 +9,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_modernbert"))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_modernbert")).args(args).env("HF_HUB_OFFLINE", "1").output().expect("binary runs")
 }
 
 fn tiny() -> String {
@@ -23,11 +19,7 @@ fn tiny() -> String {
 /// Successful runs print one JSON object per input.
 fn json_lines(out: &Output) -> Vec<Value> {
     assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    String::from_utf8(out.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// Failed runs print exactly one line that contains `needle`, and exit non-zero.

@@ -33,9 +33,7 @@ fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         .map(|_| {
             let mut u = 0.0;
             for _ in 0..4 {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
+                s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
                 u += ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
             }
             u * 0.866 * scale
@@ -45,11 +43,7 @@ fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 
 fn f32_gemm(x: &[f32], w: &[f32], rows: usize, out: usize, inn: usize, y: &mut [f32]) {
     let threads = rayon::current_num_threads();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the strides describe x [rows, inn] row-major, Wᵀ [inn, out] (W row-major
     // [out, inn]) and y [rows, out] row-major, all in bounds.
     unsafe {
@@ -79,16 +73,10 @@ fn f32_gemm(x: &[f32], w: &[f32], rows: usize, out: usize, inn: usize, y: &mut [
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rows = args
-        .iter()
-        .position(|a| a == "--rows")
-        .map(|i| args[i + 1].parse().expect("--rows N"))
-        .unwrap_or(4096usize);
-    let mut shapes = vec![
-        ("Wqkv/Wi 768->2304", 768, 2304),
-        ("attn Wo 768->768", 768, 768),
-        ("mlp Wo 1152->768", 1152, 768),
-    ];
+    let rows =
+        args.iter().position(|a| a == "--rows").map(|i| args[i + 1].parse().expect("--rows N")).unwrap_or(4096usize);
+    let mut shapes =
+        vec![("Wqkv/Wi 768->2304", 768, 2304), ("attn Wo 768->768", 768, 768), ("mlp Wo 1152->768", 1152, 768)];
     if let Some(i) = args.iter().position(|a| a == "--shape") {
         let (a, b) = args[i + 1].split_once(',').expect("--shape IN,OUT");
         shapes = vec![("custom", a.parse().unwrap(), b.parse().unwrap())];
@@ -106,15 +94,9 @@ fn main() {
         rayon::current_num_threads(),
         bf16_native(),
         int8_native(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
-    println!(
-        "{:<22} {:>15} {:>15} {:>15} {:>7} {:>7}",
-        "shape", "f32 gemm", "bf16", "int8", "bf16x", "int8x"
-    );
+    println!("{:<22} {:>15} {:>15} {:>15} {:>7} {:>7}", "shape", "f32 gemm", "bf16", "int8", "bf16x", "int8x");
     let budget = Duration::from_millis(1500);
     let (mut tf, mut tb, mut tq, mut flops) = (0.0, 0.0, 0.0, 0.0);
     for (name, inn, out) in shapes {
@@ -123,9 +105,7 @@ fn main() {
         let mut y = vec![0f32; rows * out];
         let lb = Bf16Linear::new(&w, out, inn);
         let lq = Int8Linear::new(&w, out, inn);
-        let f = best(budget, || {
-            f32_gemm(&x, &w, rows, out, inn, black_box(&mut y))
-        });
+        let f = best(budget, || f32_gemm(&x, &w, rows, out, inn, black_box(&mut y)));
         let b = best(budget, || lb.forward(&x, rows, black_box(&mut y)));
         let q = best(budget, || lq.forward(&x, rows, black_box(&mut y)));
         let work = 2.0 * (rows * inn * out) as f64;
@@ -153,11 +133,5 @@ fn main() {
         tf / tq
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "loadavg after: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("loadavg after: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 }

@@ -37,9 +37,7 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -56,11 +54,7 @@ fn row(name: &str, fast: Duration, naive: Option<Duration>, work: f64, unit: &st
         ),
         None => "       (skipped)".to_string(),
     };
-    println!(
-        "{name:<34} {:>8.3} ms {:>8.2} {unit} | {naive_txt}",
-        fast.as_secs_f64() * 1e3,
-        rate(fast)
-    );
+    println!("{name:<34} {:>8.3} ms {:>8.2} {unit} | {naive_txt}", fast.as_secs_f64() * 1e3, rate(fast));
 }
 
 fn main() {
@@ -69,15 +63,8 @@ fn main() {
     let attention_only = std::env::args().any(|a| a == "--attention");
     let skip_naive = attention_only;
     let budget = Duration::from_millis(if quick { 200 } else { 600 });
-    println!(
-        "modernbert-kernels bench: isa {:?}, {} rayon threads",
-        Isa::active(),
-        rayon::current_num_threads()
-    );
-    println!(
-        "{:<34} {:>23} | {:>23} {:>9}",
-        "kernel", "fast", "naive reference", "speed-up"
-    );
+    println!("modernbert-kernels bench: isa {:?}, {} rayon threads", Isa::active(), rayon::current_num_threads());
+    println!("{:<34} {:>23} | {:>23} {:>9}", "kernel", "fast", "naive reference", "speed-up");
 
     let tokens = 4096;
     let rope_local = RopeTable::new(10_000.0, HEAD_DIM, 8192);
@@ -90,15 +77,8 @@ fn main() {
     // sequences of 100-300 tokens (many small tasks).
     let rope_global = RopeTable::new(160_000.0, HEAD_DIM, 8192);
     let width = 3 * HIDDEN;
-    let short: Vec<usize> = data(16, 9)
-        .iter()
-        .map(|v| (200.0 + 100.0 * v) as usize)
-        .collect();
-    for (label, lens) in [
-        ("8x512", vec![512usize; 8]),
-        ("16x100..300", short),
-        ("1x8192", vec![8192usize]),
-    ] {
+    let short: Vec<usize> = data(16, 9).iter().map(|v| (200.0 + 100.0 * v) as usize).collect();
+    for (label, lens) in [("8x512", vec![512usize; 8]), ("16x100..300", short), ("1x8192", vec![8192usize])] {
         let total: usize = lens.iter().sum();
         let mut cu = vec![0u32];
         for &n in &lens {
@@ -106,31 +86,18 @@ fn main() {
         }
         let qkv = data(total * width, 6);
         let mut aout = vec![0f32; total * HIDDEN];
-        for (kind, window, rope) in [
-            ("local w=64", Some(WINDOW), &rope_local),
-            ("global", None, &rope_global),
-        ] {
+        for (kind, window, rope) in [("local w=64", Some(WINDOW), &rope_local), ("global", None, &rope_global)] {
             // Useful flops: 2*d for q.k plus 2*d for p*v, per (query, visible key) pair.
             let pairs: f64 = lens
                 .iter()
                 .map(|&n| match window {
-                    Some(w) => (0..n)
-                        .map(|i| ((i + w + 1).min(n) - i.saturating_sub(w)) as f64)
-                        .sum::<f64>(),
+                    Some(w) => (0..n).map(|i| ((i + w + 1).min(n) - i.saturating_sub(w)) as f64).sum::<f64>(),
                     None => (n * n) as f64,
                 })
                 .sum();
             let flops = pairs * (4 * HEAD_DIM * HEADS) as f64;
             let fast = best(budget, || {
-                modernbert_kernels::attention_varlen(
-                    black_box(&qkv),
-                    &cu,
-                    HEADS,
-                    HEAD_DIM,
-                    rope,
-                    window,
-                    &mut aout,
-                )
+                modernbert_kernels::attention_varlen(black_box(&qkv), &cu, HEADS, HEAD_DIM, rope, window, &mut aout)
             });
             let name = format!("attention {kind} {label}");
             // The naive kernel is far too slow for the long global case at 12 heads: time one
@@ -140,10 +107,7 @@ fn main() {
             } else if window.is_none() && total > 4096 {
                 let one: Vec<f32> = qkv
                     .chunks_exact(width)
-                    .flat_map(|r| {
-                        (0..3)
-                            .flat_map(move |b| r[b * HIDDEN..b * HIDDEN + HEAD_DIM].iter().copied())
-                    })
+                    .flat_map(|r| (0..3).flat_map(move |b| r[b * HIDDEN..b * HIDDEN + HEAD_DIM].iter().copied()))
                     .collect();
                 let mut o1 = vec![0f32; total * HEAD_DIM];
                 let t = Instant::now();
@@ -151,15 +115,7 @@ fn main() {
                 Some(t.elapsed() * HEADS as u32)
             } else {
                 Some(best(Duration::ZERO, || {
-                    reference::attention_varlen(
-                        black_box(&qkv),
-                        &cu,
-                        HEADS,
-                        HEAD_DIM,
-                        rope,
-                        window,
-                        &mut aout,
-                    )
+                    reference::attention_varlen(black_box(&qkv), &cu, HEADS, HEAD_DIM, rope, window, &mut aout)
                 }))
             };
             row(&name, fast, naive, flops, "GFLOP/s");
@@ -193,51 +149,24 @@ fn other_kernels(budget: Duration, tokens: usize, rope_local: &RopeTable) {
     let w: Vec<f32> = data(HIDDEN, 2).iter().map(|v| 1.0 + 0.1 * v).collect();
     let mut out = vec![0f32; x.len()];
     let bytes = (2 * x.len() * 4) as f64;
-    let fast = best(budget, || {
-        modernbert_kernels::layer_norm(black_box(&x), &w, 1e-5, &mut out)
-    });
-    let naive = best(budget, || {
-        reference::layer_norm(black_box(&x), &w, 1e-5, &mut out)
-    });
+    let fast = best(budget, || modernbert_kernels::layer_norm(black_box(&x), &w, 1e-5, &mut out));
+    let naive = best(budget, || reference::layer_norm(black_box(&x), &w, 1e-5, &mut out));
     row("layer_norm [4096x768]", fast, Some(naive), bytes, "GB/s ");
 
     let delta = data(tokens * HIDDEN, 3);
     let mut h = x.clone();
     let bytes = (4 * x.len() * 4) as f64; // read h, delta; write h, out
-    let fast = best(budget, || {
-        modernbert_kernels::add_layer_norm(&mut h, black_box(&delta), &w, 1e-5, &mut out)
-    });
-    let naive = best(budget, || {
-        reference::add_layer_norm(&mut h, black_box(&delta), &w, 1e-5, &mut out)
-    });
-    row(
-        "add_layer_norm [4096x768]",
-        fast,
-        Some(naive),
-        bytes,
-        "GB/s ",
-    );
+    let fast = best(budget, || modernbert_kernels::add_layer_norm(&mut h, black_box(&delta), &w, 1e-5, &mut out));
+    let naive = best(budget, || reference::add_layer_norm(&mut h, black_box(&delta), &w, 1e-5, &mut out));
+    row("add_layer_norm [4096x768]", fast, Some(naive), bytes, "GB/s ");
 
     // ---- GeGLU, [4096 x 2304] -> [4096 x 1152] ----
-    let gx: Vec<f32> = data(tokens * 2 * INTER, 4)
-        .iter()
-        .map(|v| 3.0 * v)
-        .collect();
+    let gx: Vec<f32> = data(tokens * 2 * INTER, 4).iter().map(|v| 3.0 * v).collect();
     let mut gout = vec![0f32; tokens * INTER];
     let bytes = ((gx.len() + gout.len()) * 4) as f64;
-    let fast = best(budget, || {
-        modernbert_kernels::geglu(black_box(&gx), INTER, &mut gout)
-    });
-    let naive = best(budget, || {
-        reference::geglu(black_box(&gx), INTER, &mut gout)
-    });
-    row(
-        "geglu [4096x2304]->[4096x1152]",
-        fast,
-        Some(naive),
-        bytes,
-        "GB/s ",
-    );
+    let fast = best(budget, || modernbert_kernels::geglu(black_box(&gx), INTER, &mut gout));
+    let naive = best(budget, || reference::geglu(black_box(&gx), INTER, &mut gout));
+    row("geglu [4096x2304]->[4096x1152]", fast, Some(naive), bytes, "GB/s ");
 
     // ---- RoPE: rotate every Q and K head vector of 4096 tokens ----
     let mut qk = data(tokens * 2 * HIDDEN, 5);
@@ -249,11 +178,5 @@ fn other_kernels(budget: Duration, tokens: usize, rope_local: &RopeTable) {
             }
         }
     });
-    row(
-        "RopeTable::rotate Q,K [4096x1536]",
-        fast,
-        None,
-        bytes,
-        "GB/s ",
-    );
+    row("RopeTable::rotate Q,K [4096x1536]", fast, None, bytes, "GB/s ");
 }

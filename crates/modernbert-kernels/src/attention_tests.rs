@@ -34,18 +34,12 @@ fn cu_of(lens: &[usize]) -> Vec<u32> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 /// Every (instruction set, bf16 arithmetic) pair this CPU can run.
 fn bf16_paths() -> Vec<(Isa, Arith)> {
-    let mut paths: Vec<(Isa, Arith)> = Isa::available()
-        .into_iter()
-        .map(|isa| (isa, Arith::Bf16Emulated))
-        .collect();
+    let mut paths: Vec<(Isa, Arith)> = Isa::available().into_iter().map(|isa| (isa, Arith::Bf16Emulated)).collect();
     if Isa::Avx512.is_available() && crate::bf16_native() {
         paths.push((Isa::Avx512, Arith::Bf16Native));
     }
@@ -81,31 +75,12 @@ impl Case {
         let qkv = rng.vec(total * 3 * heads * d, scale);
         let mut want = vec![0f32; total * heads * d];
         reference::attention_varlen(&qkv, &cu, heads, d, &rope, window, &mut want);
-        Case {
-            lens: lens.to_vec(),
-            cu,
-            heads,
-            d,
-            window,
-            rope,
-            qkv,
-            want,
-        }
+        Case { lens: lens.to_vec(), cu, heads, d, window, rope, qkv, want }
     }
 
     fn run(&self, isa: Isa, arith: Arith) -> Vec<f32> {
         let mut got = vec![f32::NAN; self.want.len()];
-        run(
-            isa,
-            arith,
-            &self.qkv,
-            &self.cu,
-            self.heads,
-            self.d,
-            &self.rope,
-            self.window,
-            &mut got,
-        );
+        run(isa, arith, &self.qkv, &self.cu, self.heads, self.d, &self.rope, self.window, &mut got);
         assert!(got.iter().all(|x| x.is_finite()), "non-finite output");
         got
     }
@@ -172,10 +147,7 @@ impl Case {
                         None => (0, n),
                     };
                     let s: Vec<f64> = (lo..hi)
-                        .map(|j| {
-                            q[i].iter().zip(&k[j]).map(|(a, b)| a * b).sum::<f64>()
-                                / (d as f64).sqrt()
-                        })
+                        .map(|j| q[i].iter().zip(&k[j]).map(|(a, b)| a * b).sum::<f64>() / (d as f64).sqrt())
                         .collect();
                     let mx = s.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
                     let p: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
@@ -191,10 +163,7 @@ impl Case {
     }
 
     fn what(&self, isa: Isa, arith: Arith) -> String {
-        format!(
-            "{isa:?}/{arith:?} lens={:?} heads={} d={} window={:?}",
-            self.lens, self.heads, self.d, self.window
-        )
+        format!("{isa:?}/{arith:?} lens={:?} heads={} d={} window={:?}", self.lens, self.heads, self.d, self.window)
     }
 }
 
@@ -225,19 +194,13 @@ fn check_bf16(case: &Case) {
             );
         }
         assert!(err <= tol, "{what}: max abs error {err:e} > {tol:e}");
-        assert!(
-            err_r <= tight,
-            "{what}: {err_r:e} from the rounded reference > {tight:e}"
-        );
+        assert!(err_r <= tight, "{what}: {err_r:e} from the rounded reference > {tight:e}");
         match &first {
             None => first = Some(got),
             Some(f) => {
                 let diff = max_abs_diff(&got, f);
                 let tol = 2f32.powi(-7) * vmax + 1e-5;
-                assert!(
-                    diff <= tol,
-                    "{what}: {diff:e} from the first path > {tol:e}"
-                );
+                assert!(diff <= tol, "{what}: {diff:e} from the first path > {tol:e}");
             }
         }
     }
@@ -263,27 +226,11 @@ fn bf16_odd_shapes() {
     // Head dims whose pair count is odd or not a multiple of 16; empty sequences.
     for &d in &[2, 6, 30, 48, 66, 128] {
         for window in [Some(3), None] {
-            check_bf16(&Case::new(
-                &mut rng,
-                &[5, 0, 37, 70],
-                2,
-                d,
-                window,
-                1.0,
-                10_000.0,
-            ));
+            check_bf16(&Case::new(&mut rng, &[5, 0, 37, 70], 2, d, window, 1.0, 10_000.0));
         }
     }
     for &w in &[0, 1, 15, 16, 17, 33, 299, 1000] {
-        check_bf16(&Case::new(
-            &mut rng,
-            &[300, 17, 1],
-            2,
-            64,
-            Some(w),
-            1.0,
-            10_000.0,
-        ));
+        check_bf16(&Case::new(&mut rng, &[300, 17, 1], 2, 64, Some(w), 1.0, 10_000.0));
     }
 }
 
@@ -301,8 +248,7 @@ fn bf16_modernbert_error() {
                 let got = case.run(isa, arith);
                 let out_max = case.want.iter().fold(0f32, |a, &b| a.max(b.abs()));
                 let rms = |a: &[f32], b: &[f32]| {
-                    (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f32>() / a.len() as f32)
-                        .sqrt()
+                    (a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f32>() / a.len() as f32).sqrt()
                 };
                 let err = max_abs_diff(&got, &case.want);
                 // The suggested budget: 2e-2 of the output scale.

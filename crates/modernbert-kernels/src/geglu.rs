@@ -18,16 +18,8 @@ pub fn gelu_erf(u: f32) -> f32 {
 
 pub(crate) fn geglu_with(isa: Isa, x: &[f32], inter: usize, out: &mut [f32]) {
     assert!(inter > 0, "GeGLU needs a non-zero intermediate size");
-    assert_eq!(
-        out.len() % inter,
-        0,
-        "GeGLU output is not a whole number of rows"
-    );
-    assert_eq!(
-        x.len(),
-        2 * out.len(),
-        "GeGLU input must be twice the output"
-    );
+    assert_eq!(out.len() % inter, 0, "GeGLU output is not a whole number of rows");
+    assert_eq!(x.len(), 2 * out.len(), "GeGLU input must be twice the output");
     let run = |x: &[f32], out: &mut [f32]| {
         for (xr, or) in x.chunks_exact(2 * inter).zip(out.chunks_exact_mut(inter)) {
             let (u, g) = xr.split_at(inter);
@@ -37,10 +29,7 @@ pub(crate) fn geglu_with(isa: Isa, x: &[f32], inter: usize, out: &mut [f32]) {
     // Cost: a GELU is ~30 flops, so a row weighs about 4x its width in memory-bound terms.
     match rows_per_task(out.len() / inter, 4 * inter) {
         None => run(x, out),
-        Some(rows) => x
-            .par_chunks(2 * inter * rows)
-            .zip(out.par_chunks_mut(inter * rows))
-            .for_each(|(x, o)| run(x, o)),
+        Some(rows) => x.par_chunks(2 * inter * rows).zip(out.par_chunks_mut(inter * rows)).for_each(|(x, o)| run(x, o)),
     }
 }
 
@@ -69,19 +58,13 @@ mod avx512 {
         let (up, gp, op) = (u.as_ptr(), g.as_ptr(), out.as_mut_ptr());
         let mut i = 0;
         while i + 16 <= n {
-            let v = _mm512_mul_ps(
-                gelu_ps(_mm512_loadu_ps(up.add(i))),
-                _mm512_loadu_ps(gp.add(i)),
-            );
+            let v = _mm512_mul_ps(gelu_ps(_mm512_loadu_ps(up.add(i))), _mm512_loadu_ps(gp.add(i)));
             _mm512_storeu_ps(op.add(i), v);
             i += 16;
         }
         if i < n {
             let m = lanes(n - i);
-            let v = _mm512_mul_ps(
-                gelu_ps(_mm512_maskz_loadu_ps(m, up.add(i))),
-                _mm512_maskz_loadu_ps(m, gp.add(i)),
-            );
+            let v = _mm512_mul_ps(gelu_ps(_mm512_maskz_loadu_ps(m, up.add(i))), _mm512_maskz_loadu_ps(m, gp.add(i)));
             _mm512_mask_storeu_ps(op.add(i), m, v);
         }
     }

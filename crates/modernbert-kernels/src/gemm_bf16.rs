@@ -9,8 +9,7 @@
 //! `vdpbf16ps` treats bf16 subnormals (`|v| < 1.2e-38`) as zero.
 
 use crate::gemm_pack::{
-    f32_to_bf16_bits, packed_stride, with_scratch, AlignedCells, Panels, Plan, SendPtr, LANES, MR,
-    NR,
+    f32_to_bf16_bits, packed_stride, with_scratch, AlignedCells, Panels, Plan, SendPtr, LANES, MR, NR,
 };
 
 /// Pairs of `k` per k block: one block of a panel is `KGC_MAX * 192` bytes (36 KiB of Zen 5's
@@ -73,21 +72,13 @@ impl Bf16Linear {
     /// Packs `weight` (`[out_features, in_features]`, row-major, PyTorch's `nn.Linear`
     /// layout), rounding it to bf16 (round to nearest even, like torch).
     pub fn new(weight: &[f32], out_features: usize, in_features: usize) -> Self {
-        assert_eq!(
-            weight.len(),
-            out_features * in_features,
-            "weight is not [{out_features}, {in_features}]"
-        );
+        assert_eq!(weight.len(), out_features * in_features, "weight is not [{out_features}, {in_features}]");
         let pn = Panels::new(out_features, in_features, 2);
         let inn = in_features;
         let w = pn.pack(|o, g| {
             let k = 2 * g;
             let lo = f32_to_bf16_bits(weight[o * inn + k]) as u32;
-            let hi = if k + 1 < inn {
-                f32_to_bf16_bits(weight[o * inn + k + 1]) as u32
-            } else {
-                0
-            };
+            let hi = if k + 1 < inn { f32_to_bf16_bits(weight[o * inn + k + 1]) as u32 } else { 0 };
             lo | hi << 16
         });
         Bf16Linear { pn, w }
@@ -106,11 +97,7 @@ impl Bf16Linear {
         assert!(o < self.pn.out && k < self.pn.inn);
         let (p, c) = (o / NR, o % NR);
         let cell = self.w.as_slice()[self.pn.offset(p) + (k / 2) * self.pn.nv(p) * LANES + c];
-        f32::from_bits(if k.is_multiple_of(2) {
-            cell << 16
-        } else {
-            cell & 0xFFFF_0000
-        })
+        f32::from_bits(if k.is_multiple_of(2) { cell << 16 } else { cell & 0xFFFF_0000 })
     }
 
     /// `y = x · Wᵀ` for `rows` rows of `f32` input (`[rows, in_features]`, rounded to bf16 on
@@ -126,14 +113,9 @@ impl Bf16Linear {
         let (out, inn) = (self.pn.out, self.pn.inn);
         assert_eq!(x.len(), rows * inn);
         assert_eq!(y.len(), rows * out);
-        let wt: Vec<f32> = (0..out * inn)
-            .map(|i| self.weight(i / inn, i % inn))
-            .collect();
+        let wt: Vec<f32> = (0..out * inn).map(|i| self.weight(i / inn, i % inn)).collect();
         for r in 0..rows {
-            let xr: Vec<f32> = x[r * inn..][..inn]
-                .iter()
-                .map(|&v| crate::gemm_pack::round_to_bf16(v))
-                .collect();
+            let xr: Vec<f32> = x[r * inn..][..inn].iter().map(|&v| crate::gemm_pack::round_to_bf16(v)).collect();
             for o in 0..out {
                 let wr = &wt[o * inn..][..inn];
                 let s: f64 = xr.iter().zip(wr).map(|(&a, &b)| a as f64 * b as f64).sum();
@@ -363,8 +345,8 @@ mod avx512 {
         }
         // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
         let idx = _mm512_set_epi16(
-            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21,
-            19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11,
+            9, 7, 5, 3, 1,
         );
         let n = x.len();
         let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
@@ -372,19 +354,13 @@ mod avx512 {
         while k + 32 <= n {
             let a = round(_mm512_loadu_ps(xp.add(k)));
             let b = round(_mm512_loadu_ps(xp.add(k + 16)));
-            _mm512_storeu_si512(
-                op.add(k / 2) as *mut _,
-                _mm512_permutex2var_epi16(a, idx, b),
-            );
+            _mm512_storeu_si512(op.add(k / 2) as *mut _, _mm512_permutex2var_epi16(a, idx, b));
             k += 32;
         }
         if k < n {
             let rem = n - k;
             let a = round(_mm512_maskz_loadu_ps(mask(rem), xp.add(k)));
-            let b = round(_mm512_maskz_loadu_ps(
-                mask(rem.saturating_sub(16)),
-                xp.add(k + 16),
-            ));
+            let b = round(_mm512_maskz_loadu_ps(mask(rem.saturating_sub(16)), xp.add(k + 16)));
             let v = _mm512_permutex2var_epi16(a, idx, b);
             _mm512_mask_storeu_epi32(op.add(k / 2) as *mut _, mask(rem.div_ceil(2)), v);
         }

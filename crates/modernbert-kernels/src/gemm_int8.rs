@@ -20,9 +20,7 @@
 //!
 //! Non-finite inputs give unspecified (but memory-safe) results.
 
-use crate::gemm_pack::{
-    packed_stride, with_scratch, AlignedCells, Panels, Plan, SendPtr, LANES, MR, NR,
-};
+use crate::gemm_pack::{packed_stride, with_scratch, AlignedCells, Panels, Plan, SendPtr, LANES, MR, NR};
 
 /// Quads of `k` per k block: one block of a panel is `KGC_MAX * 192` bytes (36 KiB of Zen 5's
 /// 48 KiB L1D); `in <= 768` is a single block, so `y` is written once.
@@ -88,9 +86,7 @@ pub(crate) fn act_params(min: f32, max: f32) -> (f32, f32, i32) {
 
 /// Quantises one row (scalar): returns `(scale, zero point)`, writes `q.len() == x.len()` bytes.
 pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [u8]) -> (f32, i32) {
-    let (mn, mx) = x
-        .iter()
-        .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+    let (mn, mx) = x.iter().fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
     let (s, inv, zp) = act_params(mn, mx);
     for (d, &v) in q.iter_mut().zip(x) {
         *d = ((v * inv).round_ties_even() as i32 + zp).clamp(0, 255) as u8;
@@ -115,11 +111,7 @@ impl Int8Linear {
     /// Quantises and packs `weight` (`[out_features, in_features]`, row-major, PyTorch's
     /// `nn.Linear` layout).
     pub fn new(weight: &[f32], out_features: usize, in_features: usize) -> Self {
-        assert_eq!(
-            weight.len(),
-            out_features * in_features,
-            "weight is not [{out_features}, {in_features}]"
-        );
+        assert_eq!(weight.len(), out_features * in_features, "weight is not [{out_features}, {in_features}]");
         assert!(in_features < 66_000, "i32 accumulation could overflow");
         let pn = Panels::new(out_features, in_features, 4);
         let inn = in_features;
@@ -149,12 +141,7 @@ impl Int8Linear {
             }
             cell
         });
-        Int8Linear {
-            pn,
-            w,
-            scale,
-            colsum,
-        }
+        Int8Linear { pn, w, scale, colsum }
     }
 
     pub fn out_features(&self) -> usize {
@@ -279,9 +266,7 @@ pub(crate) fn quantize_row(path: Int8Path, x: &[f32], out: &mut [u32]) -> (f32, 
         // SAFETY: the Avx512 path is only chosen when int8_native() holds.
         Int8Path::Avx512 => unsafe { avx512::quantize_row(x, out) },
         Int8Path::Portable => {
-            let (mn, mx) = x
-                .iter()
-                .fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+            let (mn, mx) = x.iter().fold((0f32, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
             let (s, inv, zp) = act_params(mn, mx);
             for (g, c) in out.iter_mut().enumerate() {
                 let mut cell = 0u32;
@@ -419,12 +404,7 @@ unsafe fn portable_rows<const NV: usize>(
         let xr = x.add(i * xs);
         for g in 0..kg {
             let xc = *xr.add(g);
-            let xb = [
-                (xc & 0xFF) as i32,
-                ((xc >> 8) & 0xFF) as i32,
-                ((xc >> 16) & 0xFF) as i32,
-                (xc >> 24) as i32,
-            ];
+            let xb = [(xc & 0xFF) as i32, ((xc >> 8) & 0xFF) as i32, ((xc >> 16) & 0xFF) as i32, (xc >> 24) as i32];
             let wg = w.add(g * NV * LANES);
             for (c, v) in a.iter_mut().enumerate().take(NV * LANES) {
                 let wc = *wg.add(c);

@@ -43,12 +43,7 @@ impl Panels {
     /// `group`: `k` per cell, 2 (bf16) or 4 (int8).
     pub fn new(out: usize, inn: usize, group: usize) -> Self {
         assert!(out > 0 && inn > 0, "empty linear layer ({out} x {inn})");
-        Panels {
-            out,
-            inn,
-            groups: inn.div_ceil(group),
-            n_panels: out.div_ceil(NR),
-        }
+        Panels { out, inn, groups: inn.div_ceil(group), n_panels: out.div_ceil(NR) }
     }
     /// Valid output columns of panel `p`.
     pub fn width(&self, p: usize) -> usize {
@@ -183,35 +178,18 @@ impl Plan {
                 ppt = pn.n_panels.div_ceil(cg);
             }
         }
-        Plan {
-            mc,
-            row_blocks: rows.div_ceil(mc),
-            ppt,
-            col_groups: pn.n_panels.div_ceil(ppt),
-            kgc,
-            parallel,
-        }
+        Plan { mc, row_blocks: rows.div_ceil(mc), ppt, col_groups: pn.n_panels.div_ceil(ppt), kgc, parallel }
     }
 
     /// Runs `task(r0, r1, p0, p1)` for every (row block, panel group), in parallel when the
     /// plan says so.
-    pub fn run(
-        &self,
-        rows: usize,
-        n_panels: usize,
-        task: impl Fn(usize, usize, usize, usize) + Sync,
-    ) {
+    pub fn run(&self, rows: usize, n_panels: usize, task: impl Fn(usize, usize, usize, usize) + Sync) {
         let n = self.row_blocks * self.col_groups;
         let one = |t: usize| {
             let (rb, cg) = (t / self.col_groups, t % self.col_groups);
             let r0 = rb * self.mc;
             let p0 = cg * self.ppt;
-            task(
-                r0,
-                (r0 + self.mc).min(rows),
-                p0,
-                (p0 + self.ppt).min(n_panels),
-            );
+            task(r0, (r0 + self.mc).min(rows), p0, (p0 + self.ppt).min(n_panels));
         };
         if self.parallel && n > 1 {
             use rayon::prelude::*;

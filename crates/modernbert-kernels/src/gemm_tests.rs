@@ -56,9 +56,7 @@ fn bf16_check(path: Bf16Path, rows: usize, out: usize, inn: usize, seed: u64) {
     for r in 0..rows {
         for o in 0..out {
             // Scale of the f32 rounding error: Σ |x_k w_k| of the rounded operands.
-            let mag: f32 = (0..inn)
-                .map(|k| (round_to_bf16(x[r * inn + k]) * lin.weight(o, k)).abs())
-                .sum();
+            let mag: f32 = (0..inn).map(|k| (round_to_bf16(x[r * inn + k]) * lin.weight(o, k)).abs()).sum();
             let (a, b) = (y[r * out + o], yr[r * out + o]);
             assert!(
                 (a - b).abs() <= 1e-5 * mag + 1e-30,
@@ -80,20 +78,11 @@ fn bf16_matches_reference() {
 #[test]
 fn bf16_weight_rounding_is_rne() {
     // 1 + 2^-8 is a tie between 1 and 1 + 2^-7: to even (1); 1 + 3·2^-8 rounds up to even.
-    let w = [
-        1.0 + 1.0 / 256.0,
-        1.0 + 3.0 / 256.0,
-        -2.5e-39,
-        3.0e38,
-        f32::INFINITY,
-    ];
+    let w = [1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, -2.5e-39, 3.0e38, f32::INFINITY];
     let lin = Bf16Linear::new(&w, 1, 5);
     assert_eq!(lin.weight(0, 0), 1.0);
     assert_eq!(lin.weight(0, 1), 1.0 + 4.0 / 256.0);
-    assert_eq!(
-        lin.weight(0, 2).to_bits(),
-        round_to_bf16(-2.5e-39).to_bits()
-    );
+    assert_eq!(lin.weight(0, 2).to_bits(), round_to_bf16(-2.5e-39).to_bits());
     assert_eq!(lin.weight(0, 3), round_to_bf16(3.0e38));
     assert_eq!(lin.weight(0, 4), f32::INFINITY);
     assert_eq!(f32_to_bf16_bits(f32::NAN), 0x7FC0);
@@ -127,15 +116,9 @@ fn bf16_activation_packing_matches_scalar() {
             let mut got = vec![0xDEAD_BEEFu32; 3 * xs];
             pack_rows(path, &x, inn, &mut got, xs);
             for r in 0..3 {
-                assert_eq!(
-                    got[r * xs..][..groups],
-                    want[r * xs..][..groups],
-                    "{path:?} in={inn}"
-                );
+                assert_eq!(got[r * xs..][..groups], want[r * xs..][..groups], "{path:?} in={inn}");
                 // Padding cells past the row are left alone.
-                assert!(got[r * xs + groups..][..5]
-                    .iter()
-                    .all(|&c| c == 0xDEAD_BEEF));
+                assert!(got[r * xs + groups..][..5].iter().all(|&c| c == 0xDEAD_BEEF));
             }
         }
     }
@@ -214,10 +197,7 @@ fn int8_weight_quantisation() {
     let w = [0.5, -1.27, 0.0, 0.635, 0.0, 0.0, 0.0, 0.0];
     let lin = Int8Linear::new(&w, 2, 4);
     assert!((lin.weight_scale(0) - 0.01).abs() < 1e-8);
-    assert_eq!(
-        (0..4).map(|k| lin.weight_q(0, k)).collect::<Vec<_>>(),
-        vec![50, -127, 0, 64]
-    );
+    assert_eq!((0..4).map(|k| lin.weight_q(0, k)).collect::<Vec<_>>(), vec![50, -127, 0, 64]);
     assert_eq!(lin.weight_scale(1), 1.0);
     let mut y = [0f32; 2];
     lin.forward(&[1.0, 1.0, 1.0, 1.0], 1, &mut y);
@@ -234,10 +214,7 @@ fn results_do_not_depend_on_threads() {
     let b = Bf16Linear::new(&w, out, inn);
     let q = Int8Linear::new(&w, out, inn);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
             let mut yb = vec![0f32; rows * out];
             let mut yq = vec![0f32; rows * out];
@@ -249,16 +226,8 @@ fn results_do_not_depend_on_threads() {
     let one = run(1);
     for t in [2, 3, 7] {
         let many = run(t);
-        assert!(one
-            .0
-            .iter()
-            .zip(&many.0)
-            .all(|(a, b)| a.to_bits() == b.to_bits()));
-        assert!(one
-            .1
-            .iter()
-            .zip(&many.1)
-            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(one.0.iter().zip(&many.0).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(one.1.iter().zip(&many.1).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
 
@@ -281,9 +250,7 @@ fn gemm_accuracy_vs_f32() {
         let mut exact = vec![0f32; rows * out];
         for r in 0..rows {
             for o in 0..out {
-                let s: f64 = (0..inn)
-                    .map(|k| x[r * inn + k] as f64 * w[o * inn + k] as f64)
-                    .sum();
+                let s: f64 = (0..inn).map(|k| x[r * inn + k] as f64 * w[o * inn + k] as f64).sum();
                 exact[r * out + o] = s as f32;
             }
         }
@@ -293,24 +260,12 @@ fn gemm_accuracy_vs_f32() {
         Bf16Linear::new(&w, out, inn).forward(&x, rows, &mut yb);
         Int8Linear::new(&w, out, inn).forward(&x, rows, &mut yq);
         for (name, y, cos_min) in [("bf16", &yb, 0.9999), ("int8", &yq, 0.999)] {
-            let max_abs = y
-                .iter()
-                .zip(&exact)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            let dot: f64 = y
-                .iter()
-                .zip(&exact)
-                .map(|(&a, &b)| a as f64 * b as f64)
-                .sum();
+            let max_abs = y.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let dot: f64 = y.iter().zip(&exact).map(|(&a, &b)| a as f64 * b as f64).sum();
             let na: f64 = y.iter().map(|&a| a as f64 * a as f64).sum();
             let nb: f64 = exact.iter().map(|&b| b as f64 * b as f64).sum();
             let cos = dot / (na * nb).sqrt();
-            let err2: f64 = y
-                .iter()
-                .zip(&exact)
-                .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-                .sum();
+            let err2: f64 = y.iter().zip(&exact).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
             println!(
                 "{name} {rows}x{out}x{inn}: max |err| {max_abs:.2e}, max |err| / max |y| {:.2e}, \
                  rms err / rms y {:.2e}, cosine {cos:.7}",
@@ -375,10 +330,6 @@ fn microkernel_rate() {
             best = best.min(t.elapsed().as_secs_f64());
         }
         let work = reps as f64 * (MR * NR * kg) as f64 * ops * 2.0;
-        println!(
-            "{name}: {:.0} GFLOP/s (kg {kg}, {} lanes)",
-            work / best / 1e9,
-            LANES
-        );
+        println!("{name}: {:.0} GFLOP/s (kg {kg}, {} lanes)", work / best / 1e9, LANES);
     }
 }

@@ -41,10 +41,7 @@ impl Isa {
 
     /// Every instruction set this CPU can run, the portable one first.
     pub fn available() -> Vec<Isa> {
-        [Isa::Portable, Isa::Avx512]
-            .into_iter()
-            .filter(|isa| isa.is_available())
-            .collect()
+        [Isa::Portable, Isa::Avx512].into_iter().filter(|isa| isa.is_available()).collect()
     }
 }
 

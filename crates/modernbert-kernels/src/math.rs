@@ -11,15 +11,8 @@ pub(crate) const LN2_HI: f32 = 0.693_359_4;
 /// `ln 2 - LN2_HI`.
 pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 /// `exp(r)` on `|r| <= ln(2) / 2`, highest degree first (max error 2e-9).
-pub(crate) const EXP_POLY: [f32; 7] = [
-    0.001_394_110_8,
-    0.008_375_126,
-    0.041_666_35,
-    0.166_664_16,
-    0.5,
-    1.000_000_04,
-    1.0,
-];
+pub(crate) const EXP_POLY: [f32; 7] =
+    [0.001_394_110_8, 0.008_375_126, 0.041_666_35, 0.166_664_16, 0.5, 1.000_000_04, 1.0];
 
 /// `erfc(a) = t * exp(-a^2 + P(t - ERFC_C))` with `t = 1 / (1 + ERFC_P * a)`, `a >= 0`.
 pub(crate) const ERFC_P: f32 = 0.4;
@@ -41,14 +34,8 @@ pub(crate) const ERFC_POLY: [f32; 11] = [
 ];
 /// `erf(a) = a * Q(a^2)` for `a < ERF_SMALL`, highest degree first (max error 1.5e-9).
 #[allow(clippy::approx_constant)] // the constant term is 2/sqrt(pi), as a fitted value
-pub(crate) const ERF_POLY: [f32; 6] = [
-    -0.000_675_648,
-    0.005_115_332,
-    -0.026_835_115,
-    0.112_833_865,
-    -0.376_126_2,
-    1.128_379_2,
-];
+pub(crate) const ERF_POLY: [f32; 6] =
+    [-0.000_675_648, 0.005_115_332, -0.026_835_115, 0.112_833_865, -0.376_126_2, 1.128_379_2];
 /// Below this `a = |u| / sqrt 2` GELU uses `erf` directly: the `erfc` form is only good to
 /// ~4e-7 relative near zero, where its `exp` and `t` roundings add up.
 pub(crate) const ERF_SMALL: f32 = 0.75;

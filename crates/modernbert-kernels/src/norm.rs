@@ -24,24 +24,14 @@ pub fn layer_norm_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
 /// `out = layer_norm(hidden)`; one pass over memory instead of three.
 ///
 /// This is the pre-norm block boundary `h = h + sublayer(..); y = norm(h)`.
-pub fn add_layer_norm(
-    hidden: &mut [f32],
-    delta: &[f32],
-    weight: &[f32],
-    eps: f32,
-    out: &mut [f32],
-) {
+pub fn add_layer_norm(hidden: &mut [f32], delta: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     add_layer_norm_with(Isa::active(), hidden, delta, weight, eps, out)
 }
 
 fn check(len: usize, weight: &[f32]) -> usize {
     let d = weight.len();
     assert!(d > 0, "LayerNorm needs a non-empty weight");
-    assert_eq!(
-        len % d,
-        0,
-        "LayerNorm input is not a whole number of rows of {d}"
-    );
+    assert_eq!(len % d, 0, "LayerNorm input is not a whole number of rows of {d}");
     d
 }
 
@@ -59,9 +49,7 @@ pub(crate) fn layer_norm_with(isa: Isa, x: &[f32], weight: &[f32], eps: f32, out
         None => run(x, out),
         Some(rows) => {
             let n = rows * d;
-            x.par_chunks(n)
-                .zip(out.par_chunks_mut(n))
-                .for_each(|(x, o)| run(x, o))
+            x.par_chunks(n).zip(out.par_chunks_mut(n)).for_each(|(x, o)| run(x, o))
         }
     }
 }
@@ -91,22 +79,10 @@ pub(crate) fn add_layer_norm_with(
     out: &mut [f32],
 ) {
     let d = check(hidden.len(), weight);
-    assert_eq!(
-        hidden.len(),
-        delta.len(),
-        "residual delta has the wrong size"
-    );
-    assert_eq!(
-        hidden.len(),
-        out.len(),
-        "LayerNorm output has the wrong size"
-    );
+    assert_eq!(hidden.len(), delta.len(), "residual delta has the wrong size");
+    assert_eq!(hidden.len(), out.len(), "LayerNorm output has the wrong size");
     let run = |h: &mut [f32], dl: &[f32], out: &mut [f32]| {
-        for ((hr, dr), or) in h
-            .chunks_exact_mut(d)
-            .zip(dl.chunks_exact(d))
-            .zip(out.chunks_exact_mut(d))
-        {
+        for ((hr, dr), or) in h.chunks_exact_mut(d).zip(dl.chunks_exact(d)).zip(out.chunks_exact_mut(d)) {
             let mean = split(add_sum(isa, hr, dr) / d as f64);
             let inv = inv_std(sq_dev(isa, hr, mean), d, eps);
             // SAFETY: `hr` and `or` both hold `d` floats.
@@ -245,16 +221,10 @@ mod avx512 {
             i += 32;
         }
         while i < n {
-            add_wide(
-                &mut acc[0],
-                _mm512_maskz_loadu_ps(lanes((n - i).min(16)), p.add(i)),
-            );
+            add_wide(&mut acc[0], _mm512_maskz_loadu_ps(lanes((n - i).min(16)), p.add(i)));
             i += 16;
         }
-        let a = _mm512_add_pd(
-            _mm512_add_pd(acc[0][0], acc[0][1]),
-            _mm512_add_pd(acc[1][0], acc[1][1]),
-        );
+        let a = _mm512_add_pd(_mm512_add_pd(acc[0][0], acc[0][1]), _mm512_add_pd(acc[1][0], acc[1][1]));
         _mm512_reduce_add_pd(a)
     }
 
@@ -273,15 +243,11 @@ mod avx512 {
         }
         while i < n {
             let m = lanes((n - i).min(16));
-            let v =
-                _mm512_maskz_sub_ps(m, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), hi), lo);
+            let v = _mm512_maskz_sub_ps(m, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), hi), lo);
             acc[0] = _mm512_fmadd_ps(v, v, acc[0]);
             i += 16;
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(
-            _mm512_add_ps(acc[0], acc[1]),
-            _mm512_add_ps(acc[2], acc[3]),
-        ))
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
     }
 
     #[target_feature(enable = "avx512f")]
@@ -300,18 +266,12 @@ mod avx512 {
         }
         while i < n {
             let m = lanes((n - i).min(16));
-            let v = _mm512_add_ps(
-                _mm512_maskz_loadu_ps(m, p.add(i)),
-                _mm512_maskz_loadu_ps(m, q.add(i)),
-            );
+            let v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, p.add(i)), _mm512_maskz_loadu_ps(m, q.add(i)));
             _mm512_mask_storeu_ps(p.add(i), m, v);
             add_wide(&mut acc[0], v);
             i += 16;
         }
-        let a = _mm512_add_pd(
-            _mm512_add_pd(acc[0][0], acc[0][1]),
-            _mm512_add_pd(acc[1][0], acc[1][1]),
-        );
+        let a = _mm512_add_pd(_mm512_add_pd(acc[0][0], acc[0][1]), _mm512_add_pd(acc[1][0], acc[1][1]));
         _mm512_reduce_add_pd(a)
     }
 
@@ -330,11 +290,7 @@ mod avx512 {
         if i < n {
             let m = lanes(n - i);
             let v = dev(_mm512_maskz_loadu_ps(m, x.add(i)));
-            _mm512_mask_storeu_ps(
-                out.add(i),
-                m,
-                _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, wp.add(i))),
-            );
+            _mm512_mask_storeu_ps(out.add(i), m, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, wp.add(i))));
         }
     }
 }

@@ -26,13 +26,7 @@ pub fn layer_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 
 /// Reference residual add + LayerNorm: `hidden += delta` (in f32), then
 /// `out = layer_norm(hidden)`.
-pub fn add_layer_norm(
-    hidden: &mut [f32],
-    delta: &[f32],
-    weight: &[f32],
-    eps: f32,
-    out: &mut [f32],
-) {
+pub fn add_layer_norm(hidden: &mut [f32], delta: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     assert_eq!(hidden.len(), delta.len());
     for (h, &d) in hidden.iter_mut().zip(delta) {
         *h += d;
@@ -130,10 +124,7 @@ fn sequence_attention(
 ) {
     let hidden = num_heads * head_dim;
     let len = qkv.len() / (3 * hidden);
-    assert!(
-        len <= rope.max_positions(),
-        "sequence of {len} tokens exceeds the RoPE table"
-    );
+    assert!(len <= rope.max_positions(), "sequence of {len} tokens exceeds the RoPE table");
     let scale = 1.0 / (head_dim as f64).sqrt();
     let mut q = vec![0f32; len * head_dim];
     let mut k = vec![0f32; len * head_dim];

@@ -15,14 +15,9 @@ pub struct RopeTable {
 impl RopeTable {
     /// Builds the table for base `theta`, an even `head_dim` and `max_positions` positions.
     pub fn new(theta: f32, head_dim: usize, max_positions: usize) -> Self {
-        assert!(
-            head_dim.is_multiple_of(2),
-            "RoPE needs an even head dim, got {head_dim}"
-        );
+        assert!(head_dim.is_multiple_of(2), "RoPE needs an even head dim, got {head_dim}");
         let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|k| 1.0 / theta.powf((2 * k) as f32 / head_dim as f32))
-            .collect();
+        let inv_freq: Vec<f32> = (0..half).map(|k| 1.0 / theta.powf((2 * k) as f32 / head_dim as f32)).collect();
         let mut cos = Vec::with_capacity(max_positions * half);
         let mut sin = Vec::with_capacity(max_positions * half);
         for p in 0..max_positions {
@@ -32,12 +27,7 @@ impl RopeTable {
                 sin.push(angle.sin());
             }
         }
-        Self {
-            head_dim,
-            max_positions,
-            cos,
-            sin,
-        }
+        Self { head_dim, max_positions, cos, sin }
     }
 
     /// Head dim the table was built for.

@@ -34,18 +34,12 @@ impl Rng {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[track_caller]
 fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
-    assert!(
-        got.iter().all(|x| x.is_finite()),
-        "{what}: non-finite output"
-    );
+    assert!(got.iter().all(|x| x.is_finite()), "{what}: non-finite output");
     let err = max_abs_diff(got, want);
     assert!(err <= tol, "{what}: max abs error {err:e} > {tol:e}");
 }
@@ -68,11 +62,7 @@ fn reference_erf_matches_known_values() {
     for (x, want) in cases {
         assert!((reference::erf(x) - want).abs() < 1e-15, "erf({x})");
     }
-    let tails = [
-        (3.0, 2.209_049_699_858_544e-5),
-        (5.0, 1.537_459_794_428_035e-12),
-        (10.0, 2.088_487_583_762_545e-45),
-    ];
+    let tails = [(3.0, 2.209_049_699_858_544e-5), (5.0, 1.537_459_794_428_035e-12), (10.0, 2.088_487_583_762_545e-45)];
     for (x, want) in tails {
         let rel = (reference::erfc(x) - want).abs() / want;
         assert!(rel < 1e-13, "erfc({x}) relative error {rel:e}");
@@ -102,18 +92,13 @@ fn exp_is_accurate() {
             worst[1] = worst[1].max((simd - want).abs() / want);
         }
     }
-    assert!(
-        worst[0] < 3e-7 && worst[1] < 3e-7,
-        "exp relative errors {worst:?}"
-    );
+    assert!(worst[0] < 3e-7 && worst[1] < 3e-7, "exp relative errors {worst:?}");
 }
 
 /// GELU on a dense grid (both signs, deep tails) and on every ISA, relative to f64.
 #[test]
 fn gelu_is_accurate() {
-    let xs: Vec<f32> = (0..=400_000)
-        .map(|i| -20.0 + 40.0 * i as f32 / 400_000.0)
-        .collect();
+    let xs: Vec<f32> = (0..=400_000).map(|i| -20.0 + 40.0 * i as f32 / 400_000.0).collect();
     for isa in Isa::available() {
         // GeGLU with a gate of ones is GELU itself.
         let mut x = xs.clone();
@@ -133,14 +118,8 @@ fn gelu_is_accurate() {
             }
         }
         // |gelu| < 0.17 for u < 0, so 5e-7 relative there is below 1e-7 absolute.
-        assert!(
-            rel[0] < 5e-7 && rel[1] < 2e-7,
-            "{isa:?}: GELU max relative errors {rel:?}"
-        );
-        assert!(
-            worst_abs < 1e-6,
-            "{isa:?}: GELU max absolute error {worst_abs:e}"
-        );
+        assert!(rel[0] < 5e-7 && rel[1] < 2e-7, "{isa:?}: GELU max relative errors {rel:?}");
+        assert!(worst_abs < 1e-6, "{isa:?}: GELU max absolute error {worst_abs:e}");
     }
     assert_eq!(crate::gelu_erf(0.0), 0.0);
     assert!((crate::gelu_erf(1.0) - 0.841_344_7).abs() < 1e-7);
@@ -151,15 +130,7 @@ fn gelu_is_accurate() {
 fn geglu_matches_reference() {
     let mut rng = Rng::new(1);
     for isa in Isa::available() {
-        for &(rows, inter) in &[
-            (1, 1),
-            (3, 15),
-            (5, 16),
-            (7, 17),
-            (2, 100),
-            (64, 1152),
-            (300, 33),
-        ] {
+        for &(rows, inter) in &[(1, 1), (3, 15), (5, 16), (7, 17), (2, 100), (64, 1152), (300, 33)] {
             let x = rng.vec(rows * 2 * inter, 3.0);
             let mut got = vec![f32::NAN; rows * inter];
             let mut want = vec![0f32; rows * inter];
@@ -173,18 +144,12 @@ fn geglu_matches_reference() {
 #[test]
 fn layer_norm_matches_reference() {
     let mut rng = Rng::new(2);
-    let widths = [
-        1, 2, 7, 31, 32, 33, 47, 63, 64, 65, 100, 255, 256, 257, 768, 1000, 1023, 1024,
-    ];
+    let widths = [1, 2, 7, 31, 32, 33, 47, 63, 64, 65, 100, 255, 256, 257, 768, 1000, 1023, 1024];
     for isa in Isa::available() {
         for &d in &widths {
             for &rows in &[1, 3, 97] {
                 for &(offset, spread) in &[(0.0, 1.0), (50.0, 3.0), (0.0, 1e-3)] {
-                    let x: Vec<f32> = rng
-                        .vec(rows * d, spread)
-                        .iter()
-                        .map(|v| v + offset)
-                        .collect();
+                    let x: Vec<f32> = rng.vec(rows * d, spread).iter().map(|v| v + offset).collect();
                     let w: Vec<f32> = rng.vec(d, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
                     let what = format!("{isa:?} d={d} rows={rows} offset={offset} spread={spread}");
                     let mut want = vec![0f32; x.len()];
@@ -240,12 +205,7 @@ fn layer_norm_parallel_path_matches_reference() {
 #[test]
 fn rope_matches_f64_rotation() {
     let mut rng = Rng::new(4);
-    for &(theta, d) in &[
-        (10_000.0f32, 64usize),
-        (160_000.0, 64),
-        (10_000.0, 20),
-        (10_000.0, 2),
-    ] {
+    for &(theta, d) in &[(10_000.0f32, 64usize), (160_000.0, 64), (10_000.0, 20), (10_000.0, 2)] {
         let table = RopeTable::new(theta, d, 8192);
         assert_eq!((table.head_dim(), table.max_positions()), (d, 8192));
         let half = d / 2;
@@ -261,14 +221,8 @@ fn rope_matches_f64_rotation() {
                 let (c, s) = (angle.cos(), angle.sin());
                 assert!((cos[k] as f64 - c).abs() < 1e-6 && (sin[k] as f64 - s).abs() < 1e-6);
                 let (a, b) = (x[k] as f64, x[k + half] as f64);
-                assert!(
-                    (got[k] as f64 - (a * c - b * s)).abs() < 1e-5,
-                    "d={d} p={p} k={k}"
-                );
-                assert!(
-                    (got[k + half] as f64 - (b * c + a * s)).abs() < 1e-5,
-                    "d={d} p={p} k={k}"
-                );
+                assert!((got[k] as f64 - (a * c - b * s)).abs() < 1e-5, "d={d} p={p} k={k}");
+                assert!((got[k + half] as f64 - (b * c + a * s)).abs() < 1e-5, "d={d} p={p} k={k}");
             }
         }
         // Position 0 is the identity.
@@ -309,19 +263,12 @@ fn check_attention(
     let what = format!("{isa:?} lens={lens:?} heads={heads} d={d} window={window:?} scale={scale}");
     if std::env::var_os("KERNELS_TEST_VERBOSE").is_some() {
         let big = want.iter().fold(0f32, |a, &b| a.max(b.abs()));
-        println!(
-            "{what}: max err {:e}, max |out| {big}",
-            max_abs_diff(&got, &want)
-        );
+        println!("{what}: max err {:e}, max |out| {big}", max_abs_diff(&got, &want));
     }
     // 1e-5 absolute for unit-scale data; peaky data (scores of std ~4, outputs ~6) carries
     // the f32 rounding of its large logits, so there the bound is relative to the output.
     let big = want.iter().fold(0f32, |a, &b| a.max(b.abs()));
-    let tol = if scale > 1.0 {
-        1e-5 * big.max(1.0)
-    } else {
-        1e-5
-    };
+    let tol = if scale > 1.0 { 1e-5 * big.max(1.0) } else { 1e-5 };
     assert_close(&got, &want, tol, &what);
 }
 
@@ -398,9 +345,7 @@ fn attention_sequences_are_independent() {
 #[ignore = "diagnostic: prints where the GELU error peaks"]
 fn gelu_error_profile() {
     for isa in Isa::available() {
-        let xs: Vec<f32> = (0..=400_000)
-            .map(|i| -20.0 + 40.0 * i as f32 / 400_000.0)
-            .collect();
+        let xs: Vec<f32> = (0..=400_000).map(|i| -20.0 + 40.0 * i as f32 / 400_000.0).collect();
         let mut x = xs.clone();
         x.extend(std::iter::repeat_n(1.0, xs.len()));
         let mut got = vec![0f32; xs.len()];
@@ -413,12 +358,6 @@ fn gelu_error_profile() {
                 buckets[b] = buckets[b].max((g as f64 - want).abs() / want.abs());
             }
         }
-        println!(
-            "{isa:?}: {:?}",
-            buckets
-                .iter()
-                .map(|e| format!("{e:.1e}"))
-                .collect::<Vec<_>>()
-        );
+        println!("{isa:?}: {:?}", buckets.iter().map(|e| format!("{e:.1e}")).collect::<Vec<_>>());
     }
 }

@@ -3,9 +3,7 @@
 //! Every function here carries `#[target_feature(enable = "avx512f")]`; callers must have
 //! checked [`crate::Isa::Avx512`] is available before entering an AVX-512 code path.
 
-use crate::math::{
-    ERFC_C, ERFC_P, ERFC_POLY, ERF_POLY, ERF_SMALL, EXP_POLY, GELU_CLAMP, LN2_HI, LN2_LO, LOG2E,
-};
+use crate::math::{ERFC_C, ERFC_P, ERFC_POLY, ERF_POLY, ERF_SMALL, EXP_POLY, GELU_CLAMP, LN2_HI, LN2_LO, LOG2E};
 use std::arch::x86_64::*;
 
 /// Lane mask selecting the first `n` lanes, `n <= 16`.
@@ -33,13 +31,11 @@ fn horner_ps<const N: usize>(coeffs: &[f32; N], x: __m512) -> __m512 {
 fn exp_ext_ps(hi: __m512, lo: __m512) -> __m512 {
     // Clamping keeps -inf out of the reduction (it would turn into NaN); NaN passes through
     // because `max(c, NaN)` returns its second operand.
-    let hi = _mm512_min_ps(
-        _mm512_set1_ps(88.0),
-        _mm512_max_ps(_mm512_set1_ps(-104.0), hi),
-    );
-    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm512_mul_ps(_mm512_add_ps(hi, lo), _mm512_set1_ps(LOG2E)),
-    );
+    let hi = _mm512_min_ps(_mm512_set1_ps(88.0), _mm512_max_ps(_mm512_set1_ps(-104.0), hi));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+        _mm512_add_ps(hi, lo),
+        _mm512_set1_ps(LOG2E),
+    ));
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), hi);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
     let r = _mm512_add_ps(r, lo);
@@ -67,18 +63,12 @@ pub(crate) fn gelu_ps(u: __m512) -> __m512 {
     let sq_lo = _mm512_fmsub_ps(uc, uc, sq);
     let half = _mm512_set1_ps(0.5);
     // exp(-sq/2 + p - sq_lo/2): the big (exact) term goes through the reduction.
-    let e = exp_ext_ps(
-        _mm512_mul_ps(sq, _mm512_set1_ps(-0.5)),
-        _mm512_fmadd_ps(sq_lo, _mm512_set1_ps(-0.5), p),
-    );
+    let e = exp_ext_ps(_mm512_mul_ps(sq, _mm512_set1_ps(-0.5)), _mm512_fmadd_ps(sq_lo, _mm512_set1_ps(-0.5), p));
     let half_erfc = _mm512_mul_ps(_mm512_mul_ps(half, t), e);
     let positive = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(u, _mm512_setzero_ps());
     let phi = _mm512_mask_sub_ps(half_erfc, positive, one, half_erfc);
     // Near zero: phi = 0.5 +- 0.5 * erf(a), with erf(a) = a * Q(a^2).
-    let half_erf = _mm512_mul_ps(
-        _mm512_mul_ps(half, a),
-        horner_ps(&ERF_POLY, _mm512_mul_ps(a, a)),
-    );
+    let half_erf = _mm512_mul_ps(_mm512_mul_ps(half, a), horner_ps(&ERF_POLY, _mm512_mul_ps(a, a)));
     let signed = _mm512_mask_sub_ps(half_erf, !positive, _mm512_setzero_ps(), half_erf);
     let small = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(ERF_SMALL));
     let phi = _mm512_mask_add_ps(phi, small, half, signed);

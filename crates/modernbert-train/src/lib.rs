@@ -7,9 +7,9 @@
 //! Model side: [`model`] (differentiable ModernBERT, HF parameter names), [`ops`] (fused CPU ops
 //! with backward passes), [`params`] (names, shapes, init classes), [`rng`] (deterministic streams).
 
-pub mod config;
 pub mod blocks;
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod init;
 pub mod model;

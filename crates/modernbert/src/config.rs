@@ -110,11 +110,9 @@ impl Config {
 
     /// Parses and validates the text of a `config.json`.
     pub fn from_json(text: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Error::config("<json>", format!("not valid JSON: {e}")))?;
-        let map = value
-            .as_object()
-            .ok_or_else(|| Error::config("<json>", "expected a JSON object"))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| Error::config("<json>", format!("not valid JSON: {e}")))?;
+        let map = value.as_object().ok_or_else(|| Error::config("<json>", "expected a JSON object"))?;
         Self::from_map(map)
     }
 
@@ -182,9 +180,7 @@ impl Config {
             Some(Value::Null) | None => {
                 (f.f64_or("global_rope_theta", 160_000.0)?, f.f64_or("local_rope_theta", 10_000.0)?)
             }
-            Some(other) => {
-                return Err(Error::config("rope_parameters", format!("expected an object, found {other}")))
-            }
+            Some(other) => return Err(Error::config("rope_parameters", format!("expected an object, found {other}"))),
         };
         let norm_eps = match (map.get("norm_eps"), map.get("layer_norm_eps")) {
             (Some(v), _) if !v.is_null() => f.f64_or("norm_eps", 1e-5)?,
@@ -201,8 +197,9 @@ impl Config {
                     let id = k
                         .parse::<usize>()
                         .map_err(|_| Error::config("id2label", format!("key {k:?} is not an integer")))?;
-                    let name =
-                        v.as_str().ok_or_else(|| Error::config("id2label", format!("value for {k} is not a string")))?;
+                    let name = v
+                        .as_str()
+                        .ok_or_else(|| Error::config("id2label", format!("value for {k} is not a string")))?;
                     Ok((id, name.to_string()))
                 })
                 .collect::<Result<BTreeMap<_, _>>>()?,
@@ -216,7 +213,10 @@ impl Config {
         };
         let classifier_pooling_name = f.opt_str("classifier_pooling")?.unwrap_or("cls");
         let classifier_pooling = Pooling::parse(classifier_pooling_name).ok_or_else(|| {
-            Error::config("classifier_pooling", format!("expected \"cls\" or \"mean\", found {classifier_pooling_name:?}"))
+            Error::config(
+                "classifier_pooling",
+                format!("expected \"cls\" or \"mean\", found {classifier_pooling_name:?}"),
+            )
         })?;
         let architecture = match map.get("architectures") {
             Some(Value::Array(a)) => a.first().and_then(|v| v.as_str()).map(str::to_string),
@@ -261,9 +261,13 @@ impl Config {
     /// The released configuration of `answerdotai/ModernBERT-base` (`"base"`) or `-large` (`"large"`).
     pub fn preset(name: &str) -> Option<Self> {
         let json = match name {
-            "base" => r#"{"model_type":"modernbert","architectures":["ModernBertForMaskedLM"],"classifier_pooling":"mean"}"#,
-            "large" => r#"{"model_type":"modernbert","architectures":["ModernBertForMaskedLM"],"classifier_pooling":"mean",
-                "hidden_size":1024,"intermediate_size":2624,"num_hidden_layers":28,"num_attention_heads":16}"#,
+            "base" => {
+                r#"{"model_type":"modernbert","architectures":["ModernBertForMaskedLM"],"classifier_pooling":"mean"}"#
+            }
+            "large" => {
+                r#"{"model_type":"modernbert","architectures":["ModernBertForMaskedLM"],"classifier_pooling":"mean",
+                "hidden_size":1024,"intermediate_size":2624,"num_hidden_layers":28,"num_attention_heads":16}"#
+            }
             _ => return None,
         };
         Some(Self::from_json(json).expect("preset configs are valid"))
@@ -287,15 +291,17 @@ fn rope_theta(rope: &Map<String, Value>, layer_type: &str, fallback: f64) -> Res
         Some(Value::Object(p)) => {
             if let Some(kind) = p.get("rope_type").and_then(Value::as_str) {
                 if kind != "default" {
-                    return Err(Error::config(&field, format!("rope_type {kind:?} is not supported (only \"default\")")));
+                    return Err(Error::config(
+                        &field,
+                        format!("rope_type {kind:?} is not supported (only \"default\")"),
+                    ));
                 }
             }
             match p.get("rope_theta") {
                 None | Some(Value::Null) => Ok(fallback),
-                Some(v) => v
-                    .as_f64()
-                    .filter(|t| *t > 0.0)
-                    .ok_or_else(|| Error::config(&format!("{field}.rope_theta"), format!("expected a positive number, found {v}"))),
+                Some(v) => v.as_f64().filter(|t| *t > 0.0).ok_or_else(|| {
+                    Error::config(&format!("{field}.rope_theta"), format!("expected a positive number, found {v}"))
+                }),
             }
         }
         Some(other) => Err(Error::config(&field, format!("expected an object, found {other}"))),
@@ -356,8 +362,7 @@ mod tests {
                 "global_rope_theta":160000.0,"local_rope_theta":10000.0,"layer_norm_eps":2e-5}"#,
         )
         .unwrap();
-        let globals: Vec<usize> =
-            (0..22).filter(|&i| c.layer_types[i] == LayerType::Global).collect();
+        let globals: Vec<usize> = (0..22).filter(|&i| c.layer_types[i] == LayerType::Global).collect();
         assert_eq!(globals, vec![0, 3, 6, 9, 12, 15, 18, 21]);
         assert_eq!(c.norm_eps, 2e-5);
         assert_eq!((c.global_rope_theta, c.local_rope_theta), (160000.0, 10000.0));

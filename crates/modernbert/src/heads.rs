@@ -44,7 +44,9 @@ impl MaskedLmHead {
         let weight = match w.get_opt("decoder.weight", &[v, d])? {
             Some(weight) => weight,
             None if cfg.tie_word_embeddings => backbone.embeddings().weight().clone(),
-            None => return Err(Error::Weights("missing tensor `decoder.weight` and tie_word_embeddings is false".into())),
+            None => {
+                return Err(Error::Weights("missing tensor `decoder.weight` and tie_word_embeddings is false".into()))
+            }
         };
         let bias = if cfg.decoder_bias { Some(w.get("decoder.bias", &[v])?) } else { None };
         Ok(Self { head: PredictionHead::load(w, cfg)?, decoder: Linear::new(weight, bias) })

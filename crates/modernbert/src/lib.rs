@@ -83,9 +83,7 @@ impl Model {
 
     /// The tokenizer, or an error saying the directory has none.
     pub fn tokenizer(&self) -> Result<&Tokenizer> {
-        self.tokenizer
-            .as_ref()
-            .ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", self.dir.display())))
+        self.tokenizer.as_ref().ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", self.dir.display())))
     }
 
     /// The directory the model was loaded from.

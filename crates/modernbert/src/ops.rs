@@ -12,9 +12,8 @@ fn f32_data<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> candle_co
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: expected f32 input, found {:?}", storage.dtype())
     };
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input is not contiguous")))?;
+    let (start, end) =
+        layout.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: input is not contiguous")))?;
     Ok(&data[start..end])
 }
 
@@ -82,20 +81,9 @@ impl CustomOp1 for AttentionOp<'_> {
             candle_core::bail!("attention-varlen: qkv {:?} does not match the batch", layout.dims())
         }
         let mut out = vec![0f32; tokens * hidden];
-        let kernel = if self.bf16 {
-            modernbert_kernels::attention_varlen_bf16
-        } else {
-            modernbert_kernels::attention_varlen
-        };
-        kernel(
-            qkv,
-            self.cu_seqlens,
-            self.num_heads,
-            self.head_dim,
-            &self.rope,
-            self.window,
-            &mut out,
-        );
+        let kernel =
+            if self.bf16 { modernbert_kernels::attention_varlen_bf16 } else { modernbert_kernels::attention_varlen };
+        kernel(qkv, self.cu_seqlens, self.num_heads, self.head_dim, &self.rope, self.window, &mut out);
         Ok((CpuStorage::F32(out), Shape::from((tokens, hidden))))
     }
 }

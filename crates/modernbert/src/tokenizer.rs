@@ -67,8 +67,8 @@ impl Tokenizer {
         if !path.is_file() {
             return Err(Error::Tokenizer(format!("{} does not exist", path.display())));
         }
-        let mut inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
+        let mut inner =
+            tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("{}: {e}", path.display())))?;
         inner.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
         inner.with_padding(None);
         Ok(Self { inner: Arc::new(inner), max_length, truncating: Mutex::default() })
@@ -103,13 +103,18 @@ impl Tokenizer {
     ///
     /// With `truncation`, each input is cut to `min(truncation.max_length, max_length)` tokens;
     /// without, an input longer than `max_length` is an error.
-    pub fn encode_batch(&self, inputs: &[(&str, Option<&str>)], truncation: Option<Truncation>) -> Result<Vec<Encoding>> {
+    pub fn encode_batch(
+        &self,
+        inputs: &[(&str, Option<&str>)],
+        truncation: Option<Truncation>,
+    ) -> Result<Vec<Encoding>> {
         let encoder = self.encoder(truncation)?;
         inputs
             .iter()
             .enumerate()
             .map(|(i, &(text, pair))| {
-                let enc = encode_one(&encoder, text, pair, true).map_err(|e| Error::Tokenizer(format!("input {i}: {e}")))?;
+                let enc =
+                    encode_one(&encoder, text, pair, true).map_err(|e| Error::Tokenizer(format!("input {i}: {e}")))?;
                 if enc.ids.len() > self.max_length {
                     return Err(Error::Input(format!(
                         "input {i} has {} tokens, more than the model's maximum of {}; truncate it (--max-length)",

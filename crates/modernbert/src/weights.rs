@@ -133,15 +133,18 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![single]);
     }
     let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Weights(format!("{}: not valid JSON: {e}", index.display())))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::Weights(format!("{}: not valid JSON: {e}", index.display())))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
         .ok_or_else(|| Error::Weights(format!("{}: no `weight_map` object", index.display())))?;
     let files: BTreeSet<&str> = map
         .values()
-        .map(|v| v.as_str().ok_or_else(|| Error::Weights(format!("{}: weight_map value {v} is not a file name", index.display()))))
+        .map(|v| {
+            v.as_str()
+                .ok_or_else(|| Error::Weights(format!("{}: weight_map value {v} is not a file name", index.display())))
+        })
         .collect::<Result<_>>()?;
     if files.is_empty() {
         return Err(Error::Weights(format!("{}: empty weight_map", index.display())));

@@ -49,16 +49,7 @@ pub fn attention_varlen(
     window: Option<usize>,
     out: &mut [f32],
 ) {
-    attention_varlen_with(
-        Isa::active(),
-        qkv,
-        cu_seqlens,
-        num_heads,
-        head_dim,
-        rope,
-        window,
-        out,
-    )
+    attention_varlen_with(Isa::active(), qkv, cu_seqlens, num_heads, head_dim, rope, window, out)
 }
 
 /// [`attention_varlen`] with bf16 operands: Q and K (after RoPE), V and the softmax
@@ -82,14 +73,8 @@ pub fn attention_varlen_bf16(
     out: &mut [f32],
 ) {
     let isa = Isa::active();
-    let arith = if isa == Isa::Avx512 && crate::bf16_native() {
-        Arith::Bf16Native
-    } else {
-        Arith::Bf16Emulated
-    };
-    run(
-        isa, arith, qkv, cu_seqlens, num_heads, head_dim, rope, window, out,
-    )
+    let arith = if isa == Isa::Avx512 && crate::bf16_native() { Arith::Bf16Native } else { Arith::Bf16Emulated };
+    run(isa, arith, qkv, cu_seqlens, num_heads, head_dim, rope, window, out)
 }
 
 /// Operand precision and layout of one run.
@@ -161,10 +146,7 @@ impl Unit {
     /// Visible keys `[lo, hi)` of the query at `pos`, relative to `k0`.
     fn visible(&self, pos: usize) -> (usize, usize) {
         match self.window {
-            Some(w) => (
-                pos.saturating_sub(w) - self.k0,
-                (pos + w + 1).min(self.n) - self.k0,
-            ),
+            Some(w) => (pos.saturating_sub(w) - self.k0, (pos + w + 1).min(self.n) - self.k0),
             None => (0, self.nk),
         }
     }
@@ -188,11 +170,7 @@ pub(crate) struct Packing<'a> {
 impl Packing<'_> {
     fn words(&self, u: &Unit) -> [usize; 3] {
         let kw = self.arith.kw(self.d);
-        [
-            u.nq_pad() * kw,
-            u.nk_pad() * kw,
-            self.arith.v_rows(u.nk_pad()) * self.dp,
-        ]
+        [u.nq_pad() * kw, u.nk_pad() * kw, self.arith.v_rows(u.nk_pad()) * self.dp]
     }
     /// Words of one unit's arrays, all heads.
     fn unit_words(&self, u: &Unit) -> usize {
@@ -201,20 +179,17 @@ impl Packing<'_> {
     /// Query row `i` (relative to `q0`) of head `h`.
     fn q_row(&self, u: &Unit, h: usize, i: usize) -> *mut u32 {
         let [qh, _, _] = self.words(u);
-        self.buf
-            .wrapping_add(u.off + h * qh + i * self.arith.kw(self.d))
+        self.buf.wrapping_add(u.off + h * qh + i * self.arith.kw(self.d))
     }
     /// Key panel `p` (keys `k0 + 16 p ..`) of head `h`.
     fn k_panel(&self, u: &Unit, h: usize, p: usize) -> *mut u32 {
         let [qh, kh, _] = self.words(u);
-        self.buf
-            .wrapping_add(u.off + self.heads * qh + h * kh + p * PANEL * self.arith.kw(self.d))
+        self.buf.wrapping_add(u.off + self.heads * qh + h * kh + p * PANEL * self.arith.kw(self.d))
     }
     /// Value row `t` (key `k0 + t`, or key pair `k0 + 2t ..` for bf16) of head `h`.
     fn v_row(&self, u: &Unit, h: usize, t: usize) -> *mut u32 {
         let [qh, kh, vh] = self.words(u);
-        self.buf
-            .wrapping_add(u.off + self.heads * (qh + kh) + h * vh + t * self.dp)
+        self.buf.wrapping_add(u.off + self.heads * (qh + kh) + h * vh + t * self.dp)
     }
 }
 
@@ -242,17 +217,7 @@ pub(crate) fn attention_varlen_with(
     window: Option<usize>,
     out: &mut [f32],
 ) {
-    run(
-        isa,
-        Arith::F32,
-        qkv,
-        cu_seqlens,
-        num_heads,
-        head_dim,
-        rope,
-        window,
-        out,
-    )
+    run(isa, Arith::F32, qkv, cu_seqlens, num_heads, head_dim, rope, window, out)
 }
 
 thread_local! {
@@ -281,27 +246,14 @@ pub(crate) fn run(
     let total = *cu_seqlens.last().unwrap_or(&0) as usize;
     assert_eq!(qkv.len(), total * 3 * hidden, "qkv has the wrong size");
     assert_eq!(out.len(), total * hidden, "out has the wrong size");
-    assert_eq!(
-        rope.head_dim(),
-        head_dim,
-        "RoPE table built for another head dim"
-    );
-    assert!(
-        cu_seqlens.first().is_none_or(|&c| c == 0),
-        "cu_seqlens must start at 0"
-    );
-    assert!(
-        cu_seqlens.windows(2).all(|w| w[0] <= w[1]),
-        "cu_seqlens must be non-decreasing"
-    );
+    assert_eq!(rope.head_dim(), head_dim, "RoPE table built for another head dim");
+    assert!(cu_seqlens.first().is_none_or(|&c| c == 0), "cu_seqlens must start at 0");
+    assert!(cu_seqlens.windows(2).all(|w| w[0] <= w[1]), "cu_seqlens must be non-decreasing");
     if isa == Isa::Avx512 {
         assert!(isa.is_available(), "AVX-512 requested on a CPU without it");
     }
     if arith == Arith::Bf16Native {
-        assert!(
-            isa == Isa::Avx512 && crate::bf16_native(),
-            "bf16 kernels need AVX512-BF16"
-        );
+        assert!(isa == Isa::Avx512 && crate::bf16_native(), "bf16 kernels need AVX512-BF16");
     }
     if hidden == 0 || total == 0 {
         return;
@@ -325,20 +277,8 @@ pub(crate) fn run(
         if n == 0 {
             continue;
         }
-        assert!(
-            n <= rope.max_positions(),
-            "sequence of {n} tokens exceeds the RoPE table"
-        );
-        let unit = |window, q0, q1, k0, k1| Unit {
-            start,
-            n,
-            window,
-            q0,
-            nq: q1 - q0,
-            k0,
-            nk: k1 - k0,
-            off: 0,
-        };
+        assert!(n <= rope.max_positions(), "sequence of {n} tokens exceeds the RoPE table");
+        let unit = |window, q0, q1, k0, k1| Unit { start, n, window, q0, nq: q1 - q0, k0, nk: k1 - k0, off: 0 };
         match window.filter(|&w| w < n - 1) {
             Some(w) => {
                 for q0 in (0..n).step_by(LOCAL_CHUNK) {
@@ -362,11 +302,7 @@ pub(crate) fn run(
         isa,
         buf: std::ptr::null_mut(),
     };
-    let dims = Dims {
-        d: head_dim,
-        dp: pk.dp,
-        c: std::f32::consts::LOG2_E / (head_dim as f32).sqrt(),
-    };
+    let dims = Dims { d: head_dim, dp: pk.dp, c: std::f32::consts::LOG2_E / (head_dim as f32).sqrt() };
     let out = OutPtr(out.as_mut_ptr());
     let parallel = rayon::current_num_threads() > 1;
 
@@ -394,11 +330,8 @@ pub(crate) fn run(
         let align = buf.as_ptr().align_offset(64).min(15);
         pk.buf = buf[align..].as_mut_ptr();
 
-        let pack_tasks: Vec<(usize, usize)> = group
-            .iter()
-            .enumerate()
-            .flat_map(|(i, u)| (0..u.nk).step_by(PACK_CHUNK).map(move |t0| (i, t0)))
-            .collect();
+        let pack_tasks: Vec<(usize, usize)> =
+            group.iter().enumerate().flat_map(|(i, u)| (0..u.nk).step_by(PACK_CHUNK).map(move |t0| (i, t0))).collect();
         let pack_one = |&(i, t0): &(usize, usize)| {
             let u = &group[i];
             // SAFETY: the buffer holds every unit's arrays at its offset (sized above); a
@@ -408,9 +341,7 @@ pub(crate) fn run(
         let attend_tasks: Vec<(usize, usize, usize)> = group
             .iter()
             .enumerate()
-            .flat_map(|(i, u)| {
-                (0..num_heads).flat_map(move |h| (0..u.nq.div_ceil(BQ)).map(move |b| (i, h, b)))
-            })
+            .flat_map(|(i, u)| (0..num_heads).flat_map(move |h| (0..u.nq.div_ceil(BQ)).map(move |b| (i, h, b))))
             .collect();
         let ntasks = attend_tasks.len();
         let attend_one = |t: usize| {
@@ -443,15 +374,7 @@ thread_local! {
 /// # Safety
 /// The unit's arrays must be packed in `pk.buf`; `out` must hold the batch's output rows.
 #[allow(clippy::too_many_arguments)]
-unsafe fn attend_block(
-    pk: &Packing,
-    dims: &Dims,
-    kernel: GroupFn,
-    u: &Unit,
-    h: usize,
-    b: usize,
-    out: OutPtr,
-) {
+unsafe fn attend_block(pk: &Packing, dims: &Dims, kernel: GroupFn, u: &Unit, h: usize, b: usize, out: OutPtr) {
     let dp = dims.dp;
     let i0 = b * BQ; // first row, relative to q0
     let rows = (u.nq - i0).min(BQ);
@@ -473,13 +396,8 @@ unsafe fn attend_block(
             // Queries of this row group (positions) and the keys any of them sees.
             let pos0 = u.q0 + i0 + g;
             let real = (rows - g).min(ROWS);
-            let vis: [(usize, usize); ROWS] = std::array::from_fn(|r| {
-                if r < real {
-                    u.visible(pos0 + r)
-                } else {
-                    (0, 0)
-                }
-            });
+            let vis: [(usize, usize); ROWS] =
+                std::array::from_fn(|r| if r < real { u.visible(pos0 + r) } else { (0, 0) });
             let lo = vis[0].0;
             let hi = vis[real - 1].1;
             // Panels [pa, pz), cut into calls of at most 4 panels, as even as possible.
@@ -492,14 +410,9 @@ unsafe fn attend_block(
                 let np = (npan - (p - pa)).div_ceil(calls - c);
                 let (k_lo, k_hi) = (p * PANEL, (p + np) * PANEL);
                 let full = real == ROWS && vis.iter().all(|&(a, z)| a <= k_lo && z >= k_hi);
-                let ranges = (!full).then(|| {
-                    vis.map(|(a, z)| (a.clamp(k_lo, k_hi) - k_lo, z.clamp(k_lo, k_hi) - k_lo))
-                });
-                let v_row = if pk.arith == Arith::Bf16Native {
-                    k_lo / 2
-                } else {
-                    k_lo
-                };
+                let ranges =
+                    (!full).then(|| vis.map(|(a, z)| (a.clamp(k_lo, k_hi) - k_lo, z.clamp(k_lo, k_hi) - k_lo)));
+                let v_row = if pk.arith == Arith::Bf16Native { k_lo / 2 } else { k_lo };
                 let grp = Group {
                     q: pk.q_row(u, h, i0 + g) as *const f32,
                     kp: pk.k_panel(u, h, p) as *const f32,
@@ -522,10 +435,7 @@ unsafe fn attend_block(
             let inv = 1.0 / sum;
             // SAFETY: row `start + q0 + i0 + r`, columns `h*d..(h+1)*d` of `out` belong to
             // this block alone; `out` holds `total * width` floats (checked by the caller).
-            let dst = std::slice::from_raw_parts_mut(
-                out.0.add((u.start + u.q0 + i0 + r) * width + h * d),
-                d,
-            );
+            let dst = std::slice::from_raw_parts_mut(out.0.add((u.start + u.q0 + i0 + r) * width + h * d), d);
             for (x, &y) in dst.iter_mut().zip(&o[r * dp..r * dp + d]) {
                 *x = y * inv;
             }

@@ -82,14 +82,7 @@ fn rotate(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32]) {
     }
 }
 
-unsafe fn pack_portable(
-    pk: &Packing,
-    u: &Unit,
-    t0: usize,
-    t1: usize,
-    ktmp: &mut [f32],
-    qtmp: &mut [f32],
-) {
+unsafe fn pack_portable(pk: &Packing, u: &Unit, t0: usize, t1: usize, ktmp: &mut [f32], qtmp: &mut [f32]) {
     let (d, dp, hid) = (pk.d, pk.dp, pk.hidden);
     let native = pk.arith == Arith::Bf16Native;
     let round = pk.arith == Arith::Bf16Emulated;
@@ -235,16 +228,13 @@ mod avx512 {
     unsafe fn to_pairs(x: *const f32, n: usize, out: *mut u32) {
         // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
         let idx = _mm512_set_epi16(
-            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21,
-            19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11,
+            9, 7, 5, 3, 1,
         );
         for k in (0..n).step_by(32) {
             let rem = n - k;
             let a = bf16_hi(_mm512_maskz_loadu_ps(lanes(rem.min(16)), x.add(k)));
-            let b = bf16_hi(_mm512_maskz_loadu_ps(
-                lanes(rem.saturating_sub(16).min(16)),
-                x.add(k + 16),
-            ));
+            let b = bf16_hi(_mm512_maskz_loadu_ps(lanes(rem.saturating_sub(16).min(16)), x.add(k + 16)));
             let v = _mm512_permutex2var_epi16(a, idx, b);
             _mm512_mask_storeu_epi32(out.add(k / 2) as *mut _, lanes((rem / 2).min(16)), v);
         }
@@ -314,11 +304,7 @@ mod avx512 {
         for p0 in (t0..t1).step_by(PANEL) {
             let cnt = (u.nk - p0).min(PANEL);
             // Rows past `cnt` are never read (zero load masks), so `wrapping_add`.
-            let row = |j: usize| {
-                pk.qkv
-                    .as_ptr()
-                    .wrapping_add((u.start + u.k0 + p0 + j) * 3 * hid)
-            };
+            let row = |j: usize| pk.qkv.as_ptr().wrapping_add((u.start + u.k0 + p0 + j) * 3 * hid);
             for j in 0..PANEL {
                 if j >= cnt {
                     std::ptr::write_bytes(kt.add(j * hid), 0, hid);
@@ -345,8 +331,7 @@ mod avx512 {
                 for h in 0..pk.heads {
                     let (src, dst) = (x.add(2 * hid + h * d), pk.v_row(u, h, p0 + j) as *mut f32);
                     for c in (0..dp).step_by(16) {
-                        let mut v =
-                            _mm512_maskz_loadu_ps(lanes(d.saturating_sub(c).min(16)), src.add(c));
+                        let mut v = _mm512_maskz_loadu_ps(lanes(d.saturating_sub(c).min(16)), src.add(c));
                         if round {
                             v = round_bf16_ps(v);
                         }
@@ -355,37 +340,21 @@ mod avx512 {
                 }
             }
             for h in 0..pk.heads {
-                to_panel(
-                    kt.add(h * d),
-                    hid,
-                    d,
-                    pk.k_panel(u, h, p0 / PANEL) as *mut f32,
-                );
+                to_panel(kt.add(h * d), hid, d, pk.k_panel(u, h, p0 / PANEL) as *mut f32);
             }
         }
     }
 
     /// bf16 pair layouts.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn pack_bf16(
-        pk: &Packing,
-        u: &Unit,
-        t0: usize,
-        t1: usize,
-        ktmp: &mut [f32],
-        qtmp: &mut [f32],
-    ) {
+    pub(super) unsafe fn pack_bf16(pk: &Packing, u: &Unit, t0: usize, t1: usize, ktmp: &mut [f32], qtmp: &mut [f32]) {
         let (d, dp, hid) = (pk.d, pk.dp, pk.hidden);
         let d2 = d / 2;
         let (kt, qt) = (ktmp.as_mut_ptr(), qtmp.as_mut_ptr());
         for p0 in (t0..t1).step_by(PANEL) {
             let cnt = (u.nk - p0).min(PANEL);
             // Rows past `cnt` are never read (zero load masks), so `wrapping_add`.
-            let row = |j: usize| {
-                pk.qkv
-                    .as_ptr()
-                    .wrapping_add((u.start + u.k0 + p0 + j) * 3 * hid)
-            };
+            let row = |j: usize| pk.qkv.as_ptr().wrapping_add((u.start + u.k0 + p0 + j) * 3 * hid);
             for j in 0..PANEL {
                 if j >= cnt {
                     std::ptr::write_bytes(kt.add(j * hid), 0, hid);
@@ -428,22 +397,14 @@ mod avx512 {
                             let a = _mm512_maskz_loadu_ps(lanes(n), s0.add(c));
                             let b = _mm512_maskz_loadu_ps(lanes(n.min(n1)), s1.add(c));
                             let lo = _mm512_srli_epi32::<16>(bf16_hi(a));
-                            let hi = _mm512_and_si512(
-                                bf16_hi(b),
-                                _mm512_set1_epi32(0xFFFF_0000u32 as i32),
-                            );
+                            let hi = _mm512_and_si512(bf16_hi(b), _mm512_set1_epi32(0xFFFF_0000u32 as i32));
                             _mm512_storeu_si512(dst.add(c) as *mut _, _mm512_or_si512(lo, hi));
                         }
                     }
                 }
             }
             for h in 0..pk.heads {
-                to_panel(
-                    kt.add(h * d),
-                    hid,
-                    d2,
-                    pk.k_panel(u, h, p0 / PANEL) as *mut f32,
-                );
+                to_panel(kt.add(h * d), hid, d2, pk.k_panel(u, h, p0 / PANEL) as *mut f32);
             }
         }
     }

@@ -30,23 +30,11 @@ pub(crate) const ROWS: usize = 4;
 pub(crate) const SLACK: f32 = 8.0;
 
 /// `2^f` on `[-0.5, 0.5]`, degree 5, relative minimax error 7.5e-8 (own fit).
-pub(crate) const EXP2_POLY5: [f32; 6] = [
-    1.000_000_1,
-    0.693_146_97,
-    0.240_221_2,
-    0.055_507_133,
-    0.009_675_541,
-    0.001_327_647_2,
-];
+pub(crate) const EXP2_POLY5: [f32; 6] =
+    [1.000_000_1, 0.693_146_97, 0.240_221_2, 0.055_507_133, 0.009_675_541, 0.001_327_647_2];
 /// `2^f` on `[-0.5, 0.5]`, degree 4, relative minimax error 2.6e-6 (own fit); the bf16
 /// kernel's probabilities are rounded to bf16 (2^-8 relative) right after, so this is plenty.
-pub(crate) const EXP2_POLY4: [f32; 5] = [
-    0.999_999_3,
-    0.693_121_8,
-    0.240_247_45,
-    0.055_917_86,
-    0.009_570_102,
-];
+pub(crate) const EXP2_POLY4: [f32; 5] = [0.999_999_3, 0.693_121_8, 0.240_247_45, 0.055_917_86, 0.009_570_102];
 
 /// Dimensions shared by every call of one attention run.
 pub(crate) struct Dims {
@@ -124,11 +112,7 @@ unsafe fn group_portable_impl(dims: &Dims, g: &Group, round: bool) {
             let mx = s[lo..hi].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) * c;
             if mx > m[r] + SLACK {
                 let m_new = m[r].max(mx);
-                alpha = if m[r] == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    (m[r] - m_new).exp2()
-                };
+                alpha = if m[r] == f32::NEG_INFINITY { 0.0 } else { (m[r] - m_new).exp2() };
                 m[r] = m_new;
             }
         }
@@ -137,17 +121,9 @@ unsafe fn group_portable_impl(dims: &Dims, g: &Group, round: bool) {
             *x *= alpha;
         }
         for (j, x) in s[..nk].iter_mut().enumerate() {
-            let p = if (lo..hi).contains(&j) {
-                x.mul_add(c, -m[r]).exp2()
-            } else {
-                0.0
-            };
+            let p = if (lo..hi).contains(&j) { x.mul_add(c, -m[r]).exp2() } else { 0.0 };
             lr[j % PANEL] += p;
-            *x = if round {
-                crate::gemm_pack::round_to_bf16(p)
-            } else {
-                p
-            };
+            *x = if round { crate::gemm_pack::round_to_bf16(p) } else { p };
         }
         let orow = &mut o[r * dp..(r + 1) * dp];
         for x in orow.iter_mut() {
@@ -232,22 +208,14 @@ pub(crate) mod avx512 {
     ) -> ([__m512; NP], f32) {
         let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
         for p in 0..NP {
-            mx = if MASK {
-                _mm512_mask_max_ps(mx, mk[p], mx, s[p])
-            } else {
-                _mm512_max_ps(mx, s[p])
-            };
+            mx = if MASK { _mm512_mask_max_ps(mx, mk[p], mx, s[p]) } else { _mm512_max_ps(mx, s[p]) };
         }
         let mx = _mm512_mul_ps(mx, c);
         let m_old = *m;
         let mut alpha = 1.0;
         if _mm512_cmp_ps_mask::<_CMP_GT_OQ>(mx, _mm512_set1_ps(m_old + SLACK)) != 0 {
             let m_new = m_old.max(_mm512_reduce_max_ps(mx));
-            alpha = if m_old == f32::NEG_INFINITY {
-                0.0
-            } else {
-                (m_old - m_new).exp2()
-            };
+            alpha = if m_old == f32::NEG_INFINITY { 0.0 } else { (m_old - m_new).exp2() };
             *m = m_new;
         }
         let neg_m = _mm512_set1_ps(-*m);
@@ -299,10 +267,7 @@ pub(crate) mod avx512 {
 
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn group_np<const NP: usize, const MASK: bool, const ROUND: bool>(
-        dims: &Dims,
-        g: &Group,
-    ) {
+    unsafe fn group_np<const NP: usize, const MASK: bool, const ROUND: bool>(dims: &Dims, g: &Group) {
         let (d, dp) = (dims.d, dims.dp);
         // S = Q Kᵀ: 4 rows x NP panels of accumulators.
         let mut s = [[_mm512_setzero_ps(); NP]; ROWS];
@@ -327,14 +292,7 @@ pub(crate) mod avx512 {
         let mut pb = Aligned([0f32; ROWS * KT]);
         let mut alpha = [1f32; ROWS];
         for r in 0..ROWS {
-            let (e, a) = softmax_row::<NP, MASK, 6>(
-                &s[r],
-                &mk[r],
-                c,
-                g.m.add(r),
-                g.l.add(r * PANEL),
-                &EXP2_POLY5,
-            );
+            let (e, a) = softmax_row::<NP, MASK, 6>(&s[r], &mk[r], c, g.m.add(r), g.l.add(r * PANEL), &EXP2_POLY5);
             alpha[r] = a;
             for (p, &e) in e.iter().enumerate() {
                 let e = if ROUND { round_bf16_ps(e) } else { e };

@@ -71,22 +71,11 @@ unsafe fn group_np<const NP: usize, const MASK: bool>(dims: &Dims, g: &Group) {
     let mut pb = Aligned([0u32; ROWS * PC]);
     let mut alpha = [1f32; ROWS];
     for r in 0..ROWS {
-        let (e, a) = softmax_row::<NP, MASK, 5>(
-            &s[r],
-            &mk[r],
-            c,
-            g.m.add(r),
-            g.l.add(r * PANEL),
-            &EXP2_POLY4,
-        );
+        let (e, a) = softmax_row::<NP, MASK, 5>(&s[r], &mk[r], c, g.m.add(r), g.l.add(r * PANEL), &EXP2_POLY4);
         alpha[r] = a;
         // Keys 32t..32t + 32 as 16 cells of consecutive key pairs.
         for t in 0..NP.div_ceil(2) {
-            let hi = if 2 * t + 1 < NP {
-                e[2 * t + 1]
-            } else {
-                _mm512_setzero_ps()
-            };
+            let hi = if 2 * t + 1 < NP { e[2 * t + 1] } else { _mm512_setzero_ps() };
             let cells: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, e[2 * t]));
             _mm512_store_si512(pb.0.as_mut_ptr().add(r * PC + t * PANEL) as *mut _, cells);
         }
