@@ -21,7 +21,7 @@ pub fn pairs(file: Option<&Path>, args: Vec<String>, pair: bool) -> Result<Vec<(
             read_jsonl(path, pair)?
         }
         None if pair => {
-            if args.len() % 2 != 0 {
+            if !args.len().is_multiple_of(2) {
                 bail!("--pair needs an even number of texts, got {}", args.len());
             }
             args.chunks(2).map(|c| (c[0].clone(), Some(c[1].clone()))).collect()
