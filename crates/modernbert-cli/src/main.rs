@@ -177,12 +177,17 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn load(args: &ModelArgs) -> Result<Model> {
-    let spec = match &args.model {
-        Some(spec) => spec.clone(),
+    load_model(args.model.as_deref(), args.precision)
+}
+
+/// Loads a model directory or hub id; `None` means the default model.
+fn load_model(spec: Option<&str>, precision: modernbert::Precision) -> Result<Model> {
+    let spec = match spec {
+        Some(spec) => spec.to_string(),
         None => default_model().context("no --model given (a model directory or a Hugging Face Hub id)")?,
     };
     let dir = modernbert::hub::resolve(&spec)?;
-    Ok(Model::load_with(&dir, args.precision)?)
+    Ok(Model::load_with(&dir, precision)?)
 }
 
 /// The model used when `--model` is not given: `$MODERNBERT_MODEL`, else the repository's own.

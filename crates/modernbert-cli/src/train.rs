@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use modernbert_train::checkpoint;
 use modernbert_train::config::RunConfig;
+use modernbert_train::eval::{evaluate_mlm, EvalOptions};
 use modernbert_train::trainer::{self, TrainOptions};
 use std::path::PathBuf;
 
@@ -14,6 +15,9 @@ pub enum Commands {
     Train(TrainArgs),
     /// Draw the loss curve of a run's metrics.jsonl as a PNG.
     Plot(PlotArgs),
+    /// Held-out masked-token accuracy and loss of a model on prepared shards (masked like training),
+    /// next to a unigram baseline that always predicts the most frequent training token.
+    Eval(EvalArgs),
 }
 
 /// Arguments of `modernbert train`.
@@ -44,6 +48,29 @@ pub struct PlotArgs {
     /// Output PNG.
     #[arg(long, short, default_value = "loss.png")]
     pub output: PathBuf,
+}
+
+/// Arguments of `modernbert eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Model directory or Hugging Face Hub id (default: $MODERNBERT_MODEL, else models/modernbert-mini).
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// Shard directory from `modernbert data prepare` (its held-out split is scored).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Share of maskable tokens to predict (0.3 = the training rule; 80% [MASK], 10% random, 10% kept).
+    #[arg(long, default_value_t = 0.3)]
+    pub mlm_probability: f64,
+    /// Longest sequence in tokens; longer documents are split into chunks as in training.
+    #[arg(long, default_value_t = 1024)]
+    pub max_seq_len: usize,
+    /// Masking seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Arithmetic of the encoder's linear layers.
+    #[arg(long, default_value = "f32")]
+    pub precision: modernbert::Precision,
 }
 
 /// Runs a training-related subcommand.
@@ -88,6 +115,25 @@ pub fn run(command: Commands) -> Result<()> {
             if let Some(c) = s.checkpoint {
                 eprintln!("checkpoint: {}", c.display());
             }
+            Ok(())
+        }
+        Commands::Eval(a) => {
+            let model = crate::load_model(a.model.as_deref(), a.precision)?;
+            let opts = EvalOptions { mlm_probability: a.mlm_probability, max_seq_len: a.max_seq_len, seed: a.seed };
+            let e = evaluate_mlm(&model, &a.data, opts)?;
+            eprintln!(
+                "{}: {} masked of {} held-out tokens ({} sequences): accuracy {:.2}%, loss {:.4}; \
+                 unigram baseline (always token {}) {:.2}%",
+                model.dir().display(),
+                e.predicted,
+                e.tokens,
+                e.sequences,
+                100.0 * e.accuracy,
+                e.loss,
+                e.unigram_token_id,
+                100.0 * e.unigram_accuracy
+            );
+            println!("{}", serde_json::to_string(&e)?);
             Ok(())
         }
         Commands::Plot(a) => {

@@ -11,6 +11,7 @@ pub mod blocks;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod init;
 pub mod model;
 pub mod ops;

@@ -33,6 +33,17 @@ pub struct MaskResult {
     pub predictions: Vec<MaskPrediction>,
 }
 
+/// The masked-LM prediction at one labelled position (see [`Model::score_masked`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaskedScore {
+    /// The label (the original token id).
+    pub label: u32,
+    /// The arg-max prediction.
+    pub predicted: u32,
+    /// Negative log-likelihood of the label (natural log).
+    pub nll: f32,
+}
+
 /// An embedding: one pooled vector, or one vector per token.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
@@ -159,6 +170,49 @@ impl Model {
             }
             Ok(out)
         })
+    }
+
+    /// Scores masked-LM predictions on one unpadded batch whose masked positions are given by
+    /// `labels` (one per token: the original id, or a negative value for "not predicted", as in
+    /// HF's `-100`). Returns one [`MaskedScore`] per labelled position, in token order.
+    pub fn score_masked(&self, batch: &Batch, labels: &[i64]) -> Result<Vec<MaskedScore>> {
+        let Head::MaskedLm(mlm) = &self.head else {
+            return Err(Error::Input(format!("scoring masks needs a masked-LM model, this is {}", self.head.name())));
+        };
+        if labels.len() != batch.num_tokens() {
+            return Err(Error::Input(format!("{} labels for {} tokens", labels.len(), batch.num_tokens())));
+        }
+        let (rows, targets): (Vec<u32>, Vec<u32>) =
+            labels.iter().enumerate().filter(|(_, &l)| l >= 0).map(|(i, &l)| (i as u32, l as u32)).unzip();
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vocab = self.config.vocab_size;
+        if let Some(&bad) = targets.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::Input(format!("label {bad} is outside the vocabulary ({vocab})")));
+        }
+        let hidden = self.backbone.forward(batch)?;
+        let index = Tensor::new(rows.as_slice(), hidden.device())?;
+        let logits = mlm.forward(&hidden.index_select(&index, 0)?)?.to_vec2::<f32>()?;
+        Ok(logits
+            .iter()
+            .zip(targets)
+            .map(|(l, label)| {
+                let (best, max) =
+                    l.iter().enumerate().fold(
+                        (0, f32::NEG_INFINITY),
+                        |acc, (i, &v)| {
+                            if v > acc.1 {
+                                (i, v)
+                            } else {
+                                acc
+                            }
+                        },
+                    );
+                let log_sum = l.iter().map(|v| (v - max).exp()).sum::<f32>().ln() + max;
+                MaskedScore { label, predicted: best as u32, nll: log_sum - l[label as usize] }
+            })
+            .collect())
     }
 
     /// Sentence embeddings (`Some(pooling)`) or per-token vectors (`None`), optionally L2-normalised.

@@ -47,12 +47,20 @@ pub(crate) mod testutil {
     /// Writes a shard directory whose documents have the given content lengths (wrapped in
     /// CLS/SEP; content token t of document i is `5 + (i + t) % 90`).
     pub fn write_shards(dir: &Path, train: &[usize], heldout: &[usize]) {
+        let docs = |lens: &[usize]| -> Vec<Vec<u32>> {
+            lens.iter().enumerate().map(|(i, &n)| (0..n).map(|t| 5 + ((i + t) % 90) as u32).collect()).collect()
+        };
+        write_docs(dir, &docs(train), &docs(heldout));
+    }
+
+    /// Writes a shard directory with the given document contents (each wrapped in CLS/SEP).
+    pub fn write_docs(dir: &Path, train: &[Vec<u32>], heldout: &[Vec<u32>]) {
         let mut splits = BTreeMap::new();
-        for (split, lens) in [(Split::Train, train), (Split::Heldout, heldout)] {
+        for (split, docs) in [(Split::Train, train), (Split::Heldout, heldout)] {
             let mut w = ShardWriter::new(dir, split, 5000);
-            for (i, &n) in lens.iter().enumerate() {
+            for content in docs {
                 let mut d = vec![1u32];
-                d.extend((0..n).map(|t| 5 + ((i + t) % 90) as u32));
+                d.extend_from_slice(content);
                 d.push(2);
                 w.push(&d).unwrap();
             }
