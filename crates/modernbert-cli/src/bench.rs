@@ -8,6 +8,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use modernbert::config::LayerType;
+use modernbert::rng::Rng;
 use modernbert::weights::Weights;
 use modernbert::{Config, Model};
 use serde::Serialize;
@@ -76,12 +77,12 @@ impl Dataset {
     /// The documents: token ids uniform in [100, 16000), deterministic.
     pub fn generate(self, docs: usize) -> Vec<Vec<u32>> {
         let (mean, std, max) = self.lengths();
-        let mut rng = SplitMix64(42);
+        let mut rng = Rng::new(42);
         (0..docs)
             .map(|_| {
                 let len =
                     if std == 0.0 { max } else { (mean + std * rng.normal()).round().clamp(16.0, max as f64) as usize };
-                (0..len).map(|_| 100 + (rng.next() % 15_900) as u32).collect()
+                (0..len).map(|_| 100 + rng.below(15_900) as u32).collect()
             })
             .collect()
     }
@@ -201,25 +202,4 @@ fn peak_rss_mib() -> f64 {
         .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// A small deterministic PRNG (SplitMix64) with Box–Muller normals.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        (-2.0 * self.uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * self.uniform()).cos()
-    }
 }

@@ -184,11 +184,14 @@ fn load(args: &ModelArgs) -> Result<Model> {
 fn load_model(spec: Option<&str>, precision: modernbert::Precision) -> Result<Model> {
     let spec = match spec {
         Some(spec) => spec.to_string(),
-        None => default_model().context("no --model given (a model directory or a Hugging Face Hub id)")?,
+        None => default_model().context(NO_MODEL)?,
     };
     let dir = modernbert::hub::resolve(&spec)?;
     Ok(Model::load_with(&dir, precision)?)
 }
+
+/// The error when no model was given and there is no default.
+const NO_MODEL: &str = "no --model given (a model directory or a Hugging Face Hub id)";
 
 /// The model used when `--model` is not given: `$MODERNBERT_MODEL`, else the repository's own.
 fn default_model() -> Option<String> {

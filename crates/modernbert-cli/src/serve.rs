@@ -1,19 +1,36 @@
 //! `modernbert serve`: thin wrapper over `modernbert-server`.
 
-use anyhow::Result;
-use clap::Subcommand;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
 
 /// Serving subcommands.
 #[derive(Subcommand)]
 pub enum Commands {
     /// Serve a model over HTTP: text-embeddings-inference routes (/embed, /rerank, /predict, ...)
     /// and OpenAI /v1/embeddings, with dynamic batching. Stops gracefully on SIGTERM or Ctrl-C.
-    Serve(modernbert_server::ServeArgs),
+    Serve(ServeCommand),
+}
+
+/// Arguments of `modernbert serve`.
+#[derive(Args)]
+pub struct ServeCommand {
+    /// Model directory (config.json, model.safetensors, tokenizer.json) or Hugging Face Hub id.
+    /// Default: $MODERNBERT_MODEL, else the model shipped in this repository (models/modernbert-mini).
+    #[arg(long, short)]
+    model: Option<String>,
+    #[command(flatten)]
+    server: modernbert_server::ServeArgs,
 }
 
 /// Runs a serving subcommand.
 pub fn run(command: Commands) -> Result<()> {
     match command {
-        Commands::Serve(args) => modernbert_server::run(args),
+        Commands::Serve(ServeCommand { model, mut server }) => {
+            server.model = match model {
+                Some(m) => m,
+                None => crate::default_model().context(crate::NO_MODEL)?,
+            };
+            modernbert_server::run(server)
+        }
     }
 }

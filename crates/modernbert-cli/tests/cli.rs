@@ -171,3 +171,23 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
+
+/// Without `--model` the CLI runs `$MODERNBERT_MODEL`, else the model shipped in models/.
+#[test]
+fn default_model_is_the_shipped_one_unless_the_environment_names_another() {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/modernbert-mini");
+    let text = "def add(a, b):\n    return a [MASK] b";
+    let bare = |env: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_modernbert"));
+        c.args(["fill-mask", "--top-k", "3", text]).env("HF_HUB_OFFLINE", "1").env_remove("MODERNBERT_MODEL");
+        if let Some(model) = env {
+            c.env("MODERNBERT_MODEL", model);
+        }
+        c.output().expect("binary runs")
+    };
+    let from_shipped = json_lines(&run(&["fill-mask", "--top-k", "3", "--model", shipped.to_str().unwrap(), text]));
+    assert_eq!(json_lines(&bare(None)), from_shipped);
+    let from_tiny = json_lines(&run(&["fill-mask", "--top-k", "3", "--model", &tiny(), text]));
+    assert_eq!(json_lines(&bare(Some(&tiny()))), from_tiny);
+    assert_ne!(from_tiny, from_shipped);
+}

@@ -2,27 +2,8 @@
 //! local chunks) of both variants. The `f32` kernel's accuracy tests are in `tests.rs`.
 
 use crate::attention::{run, Arith};
+use crate::tests::{max_abs_diff, Rng};
 use crate::{reference, Isa, RopeTable};
-
-/// SplitMix64 with a rough unit normal (Irwin-Hall of 4), as in `tests.rs`.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn normal(&mut self) -> f32 {
-        let u = |s: &mut Self| ((s.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
-        (0..4).map(|_| u(self)).sum::<f32>() * 0.866_025_4
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal() * scale).collect()
-    }
-}
 
 fn cu_of(lens: &[usize]) -> Vec<u32> {
     let mut cu = vec![0u32];
@@ -30,11 +11,6 @@ fn cu_of(lens: &[usize]) -> Vec<u32> {
         cu.push(cu.last().unwrap() + n as u32);
     }
     cu
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 /// Every (instruction set, bf16 arithmetic) pair this CPU can run.

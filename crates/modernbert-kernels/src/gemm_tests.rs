@@ -3,29 +3,8 @@
 
 use crate::gemm_bf16::{pack_rows, Bf16Path};
 use crate::gemm_int8::{quantize_row, quantize_row_scalar, Int8Path};
+use crate::tests::Rng;
 use crate::{f32_to_bf16_bits, round_to_bf16, Bf16Linear, Int8Linear};
-
-/// SplitMix64 + Irwin-Hall normals: deterministic test data.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn normal(&mut self) -> f32 {
-        (0..4).map(|_| self.uniform()).sum::<f32>() * 0.866_025_4
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal() * scale).collect()
-    }
-}
 
 /// (rows, out, in): tails in every dimension, k blocking (in > 256 / 512), parallel sizes.
 const SHAPES: &[(usize, usize, usize)] = &[

@@ -5,14 +5,14 @@ use crate::geglu::geglu_with;
 use crate::norm::{add_layer_norm_with, layer_norm_inplace_with, layer_norm_with};
 use crate::{reference, Isa, RopeTable};
 
-/// SplitMix64: tiny, deterministic, good enough for test data.
-struct Rng(u64);
+/// SplitMix64: tiny, deterministic, good enough for test data (shared by the kernel tests).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed)
     }
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -20,19 +20,19 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `[-1, 1)`.
-    fn uniform(&mut self) -> f32 {
+    pub(crate) fn uniform(&mut self) -> f32 {
         ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     /// Roughly normal (Irwin-Hall of 4), unit variance.
-    fn normal(&mut self) -> f32 {
+    pub(crate) fn normal(&mut self) -> f32 {
         (0..4).map(|_| self.uniform()).sum::<f32>() * 0.866_025_4
     }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+    pub(crate) fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.normal() * scale).collect()
     }
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }

@@ -51,7 +51,8 @@ impl From<PoolingArg> for modernbert::Pooling {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Model directory (config.json, model.safetensors, tokenizer.json) or Hugging Face Hub id.
-    #[arg(long, short)]
+    /// Not a flag: the `modernbert serve` command fills it in (with its default model).
+    #[arg(skip)]
     pub model: String,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]

@@ -18,8 +18,6 @@ use crate::model::{DropoutConfig, TrainModel};
 use crate::optim::StableAdamW;
 use crate::st::{self, HostTensor};
 use anyhow::{bail, Context, Result};
-use modernbert::config::{Activation, LayerType, Pooling};
-use modernbert::Config;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -46,71 +44,6 @@ pub struct TrainerState {
     pub elapsed_secs: f64,
 }
 
-/// `config.json` in the original ModernBERT key form for `cfg`.
-pub fn hf_config_json(cfg: &Config, initializer_range: f64, cutoff: f64, dropout: &DropoutConfig) -> Value {
-    let act = |a: Activation| match a {
-        Activation::Gelu => "gelu",
-        Activation::GeluTanh => "gelu_pytorch_tanh",
-        Activation::Relu => "relu",
-        Activation::Silu => "silu",
-        Activation::Tanh => "tanh",
-    };
-    let every = (1..=cfg.num_hidden_layers.max(1))
-        .find(|&n| cfg.layer_types.iter().enumerate().all(|(i, t)| (*t == LayerType::Global) == (i % n == 0)));
-    let mut v = json!({
-        "architectures": ["ModernBertForMaskedLM"],
-        "model_type": "modernbert",
-        "attention_bias": cfg.attention_bias,
-        "attention_dropout": 0.0,
-        "bos_token_id": cfg.cls_token_id,
-        "classifier_activation": act(cfg.classifier_activation),
-        "classifier_bias": cfg.classifier_bias,
-        "classifier_dropout": 0.0,
-        "classifier_pooling": match cfg.classifier_pooling { Pooling::Cls => "cls", Pooling::Mean => "mean" },
-        "cls_token_id": cfg.cls_token_id,
-        "decoder_bias": cfg.decoder_bias,
-        "deterministic_flash_attn": false,
-        "embedding_dropout": dropout.embedding,
-        "eos_token_id": cfg.sep_token_id,
-        "global_attn_every_n_layers": every.unwrap_or(1),
-        "global_rope_theta": cfg.global_rope_theta,
-        "gradient_checkpointing": false,
-        "hidden_activation": act(cfg.hidden_activation),
-        "hidden_size": cfg.hidden_size,
-        "initializer_cutoff_factor": cutoff,
-        "initializer_range": initializer_range,
-        "intermediate_size": cfg.intermediate_size,
-        "layer_norm_eps": cfg.norm_eps,
-        "local_attention": cfg.local_attention,
-        "local_rope_theta": cfg.local_rope_theta,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "mlp_bias": cfg.mlp_bias,
-        "mlp_dropout": dropout.mlp,
-        "norm_bias": cfg.norm_bias,
-        "norm_eps": cfg.norm_eps,
-        "num_attention_heads": cfg.num_attention_heads,
-        "num_hidden_layers": cfg.num_hidden_layers,
-        "pad_token_id": cfg.pad_token_id,
-        "position_embedding_type": "absolute",
-        "sep_token_id": cfg.sep_token_id,
-        "sparse_pred_ignore_index": -100,
-        "sparse_prediction": false,
-        "tie_word_embeddings": true,
-        "torch_dtype": "float32",
-        "vocab_size": cfg.vocab_size,
-    });
-    if every.is_none() {
-        // Not expressible with the legacy key: add the transformers-5 list (it wins when present).
-        let types: Vec<&str> = cfg
-            .layer_types
-            .iter()
-            .map(|t| if *t == LayerType::Global { "full_attention" } else { "sliding_attention" })
-            .collect();
-        v["layer_types"] = json!(types);
-    }
-    v
-}
-
 /// Writes `config.json` + `model.safetensors` (no tied `decoder.weight`) of `model` into `dir`.
 pub fn save_hf_model(
     dir: &Path,
@@ -119,7 +52,11 @@ pub fn save_hf_model(
     cutoff: f64,
     dropout: &DropoutConfig,
 ) -> Result<()> {
-    let cfg = hf_config_json(model.config(), initializer_range, cutoff, dropout);
+    let mut cfg = model.config().to_hf_json();
+    cfg["initializer_range"] = json!(initializer_range);
+    cfg["initializer_cutoff_factor"] = json!(cutoff);
+    cfg["embedding_dropout"] = json!(dropout.embedding);
+    cfg["mlp_dropout"] = json!(dropout.mlp);
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg)? + "\n")?;
     let mut tensors = BTreeMap::new();
     for (name, t) in model.tensors()? {

@@ -18,7 +18,7 @@ pub mod ops;
 pub mod optim;
 pub mod params;
 pub mod plot;
-pub mod rng;
+pub use modernbert::rng;
 pub mod schedule;
 pub mod st;
 pub mod trainer;

@@ -42,6 +42,17 @@ impl Activation {
             other => return Err(Error::config(field, format!("unsupported activation {other:?}"))),
         })
     }
+
+    /// The HF name of the activation.
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+            Activation::Relu => "relu",
+            Activation::Silu => "silu",
+            Activation::Tanh => "tanh",
+        }
+    }
 }
 
 /// How a sequence is reduced to one vector.
@@ -60,6 +71,14 @@ impl Pooling {
             "cls" => Some(Pooling::Cls),
             "mean" => Some(Pooling::Mean),
             _ => None,
+        }
+    }
+
+    /// The name [`Pooling::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Cls => "cls",
+            Pooling::Mean => "mean",
         }
     }
 }
@@ -308,6 +327,68 @@ fn rope_theta(rope: &Map<String, Value>, layer_type: &str, fallback: f64) -> Res
     }
 }
 
+impl Config {
+    /// `config.json` in the original ModernBERT key form (`global_attn_every_n_layers`,
+    /// `global_rope_theta`, …) for `ModernBertForMaskedLM`, which HF transformers 4.48+ and 5 load;
+    /// dropouts are 0 and the init keys HF's defaults (writers of training checkpoints override them).
+    pub fn to_hf_json(&self) -> Value {
+        let every = (1..=self.num_hidden_layers.max(1))
+            .find(|&n| self.layer_types.iter().enumerate().all(|(i, t)| (*t == LayerType::Global) == (i % n == 0)));
+        let mut v = serde_json::json!({
+            "architectures": ["ModernBertForMaskedLM"],
+            "model_type": "modernbert",
+            "attention_bias": self.attention_bias,
+            "attention_dropout": 0.0,
+            "bos_token_id": self.cls_token_id,
+            "classifier_activation": self.classifier_activation.hf_name(),
+            "classifier_bias": self.classifier_bias,
+            "classifier_dropout": 0.0,
+            "classifier_pooling": self.classifier_pooling.name(),
+            "cls_token_id": self.cls_token_id,
+            "decoder_bias": self.decoder_bias,
+            "deterministic_flash_attn": false,
+            "embedding_dropout": 0.0,
+            "eos_token_id": self.sep_token_id,
+            "global_attn_every_n_layers": every.unwrap_or(1),
+            "global_rope_theta": self.global_rope_theta,
+            "gradient_checkpointing": false,
+            "hidden_activation": self.hidden_activation.hf_name(),
+            "hidden_size": self.hidden_size,
+            "initializer_cutoff_factor": 2.0,
+            "initializer_range": 0.02,
+            "intermediate_size": self.intermediate_size,
+            "layer_norm_eps": self.norm_eps,
+            "local_attention": self.local_attention,
+            "local_rope_theta": self.local_rope_theta,
+            "max_position_embeddings": self.max_position_embeddings,
+            "mlp_bias": self.mlp_bias,
+            "mlp_dropout": 0.0,
+            "norm_bias": self.norm_bias,
+            "norm_eps": self.norm_eps,
+            "num_attention_heads": self.num_attention_heads,
+            "num_hidden_layers": self.num_hidden_layers,
+            "pad_token_id": self.pad_token_id,
+            "position_embedding_type": "absolute",
+            "sep_token_id": self.sep_token_id,
+            "sparse_pred_ignore_index": -100,
+            "sparse_prediction": false,
+            "tie_word_embeddings": true,
+            "torch_dtype": "float32",
+            "vocab_size": self.vocab_size,
+        });
+        if every.is_none() {
+            // Not expressible with the legacy key: add the transformers-5 list (it wins when present).
+            let types: Vec<&str> = self
+                .layer_types
+                .iter()
+                .map(|t| if *t == LayerType::Global { "full_attention" } else { "sliding_attention" })
+                .collect();
+            v["layer_types"] = serde_json::json!(types);
+        }
+        v
+    }
+}
+
 /// Typed access to optional JSON fields with errors that name the field.
 struct Fields<'a>(&'a Map<String, Value>);
 
@@ -354,6 +435,16 @@ impl Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hf_json_round_trips() {
+        let mut odd = Config::preset("base").unwrap();
+        odd.layer_types[4] = LayerType::Global; // not "every n": needs the layer_types list
+        for cfg in [Config::preset("base").unwrap(), Config::preset("large").unwrap(), odd] {
+            let back = Config::from_json(&cfg.to_hf_json().to_string()).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{cfg:?}"));
+        }
+    }
 
     #[test]
     fn legacy_keys_give_alternating_layers() {

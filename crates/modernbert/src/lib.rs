@@ -19,6 +19,7 @@ pub mod hub;
 pub mod model;
 mod ops;
 pub mod pooling;
+pub mod rng;
 pub mod tasks;
 pub mod tokenizer;
 pub mod weights;

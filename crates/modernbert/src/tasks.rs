@@ -22,7 +22,10 @@ pub struct MaskPrediction {
     pub token_id: u32,
     /// The decoded token, as HF's fill-mask pipeline reports `token_str`.
     pub token: String,
+    /// Softmax probability over the vocabulary.
     pub score: f32,
+    /// The raw MLM logit.
+    pub logit: f32,
 }
 
 /// The candidates for one `[MASK]` of an input.
@@ -153,9 +156,9 @@ impl Model {
             }
             let index = Tensor::new(rows.as_slice(), hidden.device())?;
             let logits = mlm.forward(&hidden.index_select(&index, 0)?)?.to_vec2::<f32>()?;
-            let probs = logits.iter().map(|l| softmax(l));
             let mut out: Vec<Vec<MaskResult>> = (0..batch.num_sequences()).map(|_| Vec::new()).collect();
-            for ((b, position), p) in owners.into_iter().zip(probs) {
+            for ((b, position), l) in owners.into_iter().zip(&logits) {
+                let p = softmax(l);
                 let predictions = top_k_indices(&p, top_k)
                     .into_iter()
                     .map(|id| {
@@ -163,6 +166,7 @@ impl Model {
                             token_id: id as u32,
                             token: tokenizer.decode(&[id as u32], false)?,
                             score: p[id],
+                            logit: l[id],
                         })
                     })
                     .collect::<Result<Vec<_>>>()?;

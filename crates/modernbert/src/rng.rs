@@ -1,7 +1,8 @@
 //! Small deterministic random numbers (SplitMix64), independent of any crate's version.
 //!
-//! Training needs reproducible streams for init, dropout and the synthetic data source, and a
-//! resumed run must draw exactly what an uninterrupted one would. Dropout therefore uses
+//! Benchmarks need reproducible synthetic inputs; training (modernbert-train) needs reproducible
+//! streams for init and dropout, and a resumed run must draw exactly what an uninterrupted one
+//! would. Dropout therefore uses
 //! *stateless* streams keyed by `(seed, step, micro-batch, site)` via [`Rng::keyed`], so no RNG
 //! state has to be checkpointed for it.
 
