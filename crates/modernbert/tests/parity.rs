@@ -106,6 +106,14 @@ fixtures! {
     backbone_sharded => "backbone-sharded",
 }
 
+/// The model shipped in models/ (bf16 weights) against HF transformers run on the same directory
+/// (fp32 compute, reference written by scripts/export_model.py).
+#[test]
+fn shipped_modernbert_mini() {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/modernbert-mini");
+    assert_matches_hf(&shipped, &fixture_dir("shipped-modernbert-mini"));
+}
+
 /// Reduced precision stays close to f32: cosine of mean-pooled embeddings per sequence.
 #[test]
 fn reduced_precision_tracks_f32() {
