@@ -1,23 +1,17 @@
 //! Tokenization for the server: text (or token ids) → the ids the model sees, with TEI's
 //! `truncate` / `truncation_direction` / `prompt_name` options. Runs on the blocking pool,
-//! never on the model thread.
-//!
-//! The library's tokenizer truncates from the right only and clones itself for every truncated
-//! call; the server needs left truncation too, so it keeps three pre-configured copies of the
-//! same `tokenizer.json` (no truncation, right, left), set up like the library's.
+//! never on the model thread. The tokenizer is the model's own ([`modernbert::Tokenizer`]).
 
 use crate::error::ApiError;
 use crate::types::{Direction, EncodeOptions, Input, SimpleToken};
 use anyhow::{Context, Result};
+use modernbert::{Truncation, TruncationSide};
 use std::collections::HashMap;
 use std::path::Path;
-use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
 
-/// Tokenizers and prompts of the served model.
+/// Tokenizer and prompts of the served model.
 pub struct Encoder {
-    plain: tokenizers::Tokenizer,
-    right: tokenizers::Tokenizer,
-    left: tokenizers::Tokenizer,
+    tokenizer: modernbert::Tokenizer,
     max_input: usize,
     vocab: usize,
     auto_truncate: bool,
@@ -29,30 +23,13 @@ pub struct Encoder {
 pub type Sequence = (Input, Option<String>);
 
 impl Encoder {
-    /// Loads `dir/tokenizer.json` and the sentence-transformers prompts
-    /// (`config_sentence_transformers.json`, if any). Inputs may have `max_input` tokens;
-    /// token ids must be below `vocab`.
-    pub fn load(dir: &Path, max_input: usize, vocab: usize, auto_truncate: bool) -> Result<Self> {
-        let path = dir.join("tokenizer.json");
-        let mut plain =
-            tokenizers::Tokenizer::from_file(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        plain.with_truncation(None).map_err(anyhow::Error::msg)?;
-        plain.with_padding(None);
-        let truncating = |direction| -> Result<tokenizers::Tokenizer> {
-            let mut t = plain.clone();
-            t.with_truncation(Some(TruncationParams {
-                max_length: max_input,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction,
-            }))
-            .map_err(anyhow::Error::msg)?;
-            Ok(t)
-        };
-        let right = truncating(TruncationDirection::Right)?;
-        let left = truncating(TruncationDirection::Left)?;
+    /// Uses the model's tokenizer and reads the sentence-transformers prompts of `dir`
+    /// (`config_sentence_transformers.json`, if any). Inputs may have `tokenizer.max_length()`
+    /// tokens; token ids must be below `vocab`.
+    pub fn new(tokenizer: modernbert::Tokenizer, dir: &Path, vocab: usize, auto_truncate: bool) -> Result<Self> {
         let (prompts, default_prompt) = read_prompts(dir)?;
-        Ok(Self { plain, right, left, max_input, vocab, auto_truncate, prompts, default_prompt })
+        let max_input = tokenizer.max_length();
+        Ok(Self { tokenizer, max_input, vocab, auto_truncate, prompts, default_prompt })
     }
 
     /// The longest input, in tokens, that the model accepts.
@@ -142,17 +119,15 @@ impl Encoder {
                     }
                     None => text.as_str(),
                 };
-                let tokenizer = match (truncate, direction) {
-                    (false, _) => &self.plain,
-                    (true, Direction::Right) => &self.right,
-                    (true, Direction::Left) => &self.left,
+                let side = match direction {
+                    Direction::Right => TruncationSide::Right,
+                    Direction::Left => TruncationSide::Left,
                 };
-                let encoding = match pair {
-                    None => tokenizer.encode(text, true),
-                    Some(p) => tokenizer.encode((text, p), true),
-                }
-                .map_err(|e| ApiError::tokenizer(format!("input {index}: {e}")))?;
-                encoding.get_ids().to_vec()
+                let truncation = truncate.then_some(Truncation { max_length: self.max_input, side });
+                self.tokenizer
+                    .encode(text, pair, true, truncation)
+                    .map_err(|e| ApiError::tokenizer(format!("input {index}: {e}")))?
+                    .ids
             }
         };
         if ids.len() > self.max_input {
@@ -176,20 +151,27 @@ impl Encoder {
             Some(p) => format!("{p}{text}"),
             None => text.to_string(),
         };
-        let enc =
-            self.plain.encode(text.as_str(), add_special_tokens).map_err(|e| ApiError::tokenizer(e.to_string()))?;
+        let enc = self.tokenizer.encode(&text, None, add_special_tokens, None).map_err(ApiError::from)?;
+        // The library reports character offsets; TEI reports byte offsets.
+        let byte_at: Vec<usize> = text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len())).collect();
         Ok(enc
-            .get_ids()
+            .ids
             .iter()
-            .zip(enc.get_special_tokens_mask())
-            .zip(enc.get_offsets())
-            .zip(enc.get_tokens())
+            .zip(&enc.special_tokens_mask)
+            .zip(&enc.offsets)
+            .zip(enc.tokens)
             .map(|(((&id, &special), &(start, stop)), token)| {
                 if special == 1 {
-                    SimpleToken { id, text: token.clone(), special: true, start: None, stop: None }
+                    SimpleToken { id, text: token, special: true, start: None, stop: None }
                 } else {
-                    let piece = text.get(start..stop).unwrap_or(token).to_string();
-                    SimpleToken { id, text: piece, special: false, start: Some(start), stop: Some(stop) }
+                    let (start, stop) = (byte_at[start], byte_at[stop]);
+                    SimpleToken {
+                        id,
+                        text: text[start..stop].to_string(),
+                        special: false,
+                        start: Some(start),
+                        stop: Some(stop),
+                    }
                 }
             })
             .collect())
@@ -200,7 +182,7 @@ impl Encoder {
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab) {
             return Err(ApiError::tokenizer(format!("token id {bad} is outside the vocabulary of {}", self.vocab)));
         }
-        self.plain.decode(ids, skip_special_tokens).map_err(|e| ApiError::tokenizer(e.to_string()))
+        self.tokenizer.decode(ids, skip_special_tokens).map_err(ApiError::from)
     }
 }
 

@@ -126,13 +126,13 @@ impl AppState {
         let args = &self.args;
         let dir = modernbert::hub::resolve(&args.model)?;
         let model = Model::load_with(&dir, args.precision)?;
-        model.tokenizer().context("the server needs the model's tokenizer.json")?;
+        let tokenizer = model.tokenizer().context("the server needs the model's tokenizer.json")?.clone();
         let cfg = &model.config;
         let pooling = match args.pooling {
             Some(p) => p.into(),
             None => sentence_transformers_pooling(&dir)?.unwrap_or(Pooling::Mean),
         };
-        let encoder = Arc::new(Encoder::load(&dir, cfg.max_position_embeddings, cfg.vocab_size, args.auto_truncate)?);
+        let encoder = Arc::new(Encoder::new(tokenizer, &dir, cfg.vocab_size, args.auto_truncate)?);
         let labels: Vec<String> = (0..cfg.num_labels).map(|i| cfg.label(i)).collect();
         let kind = match &model.head {
             Head::SequenceClassification(_) if cfg.num_labels == 1 => ModelKind::Reranker,

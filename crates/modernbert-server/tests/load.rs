@@ -5,8 +5,7 @@
 mod common;
 
 use common::*;
-use modernbert::tasks::Embedding;
-use modernbert::{Model, Pooling};
+use modernbert::Model;
 use modernbert_server::client::{self, Connection};
 use modernbert_server::metrics::rss_bytes;
 use modernbert_server::ServeArgs;
@@ -79,21 +78,7 @@ fn overload_answers_200_or_429_and_memory_returns_to_baseline() {
     let model = Model::load(Path::new(&tiny())).unwrap();
     let all = texts(32);
     let inputs: Vec<Vec<String>> = all.chunks(4).map(|c| c.iter().map(|t| t.repeat(2)).collect()).collect();
-    let expected: Vec<Vec<Vec<f32>>> = inputs
-        .iter()
-        .map(|batch| {
-            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-            model
-                .embed(&refs, Some(Pooling::Mean), true, None)
-                .unwrap()
-                .into_iter()
-                .map(|e| match e {
-                    Embedding::Pooled(v) => v,
-                    Embedding::Tokens(_) => unreachable!(),
-                })
-                .collect()
-        })
-        .collect();
+    let expected: Vec<Vec<Vec<f32>>> = inputs.iter().map(|batch| library_embeddings(&model, batch, true)).collect();
 
     // Warm-up at the allowed concurrency, then the baseline.
     std::thread::scope(|s| {

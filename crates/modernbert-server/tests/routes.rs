@@ -4,25 +4,12 @@ mod common;
 
 use base64::Engine;
 use common::*;
-use modernbert::tasks::{ClassifyOutput, Embedding};
-use modernbert::{Model, Pooling};
+use modernbert::tasks::ClassifyOutput;
+use modernbert::Model;
 use modernbert_server::client;
 use modernbert_server::ServeArgs;
 use serde_json::json;
 use std::path::Path;
-
-fn library_embeddings(model: &Model, texts: &[String], normalize: bool) -> Vec<Vec<f32>> {
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    model
-        .embed(&refs, Some(Pooling::Mean), normalize, None)
-        .unwrap()
-        .into_iter()
-        .map(|e| match e {
-            Embedding::Pooled(v) => v,
-            Embedding::Tokens(_) => unreachable!(),
-        })
-        .collect()
-}
 
 #[test]
 fn embed_equals_the_library_and_keeps_order_under_batching() {
@@ -86,6 +73,16 @@ fn embed_options_dimensions_truncation_ids_and_openai() {
     assert_close(&floats(&by_ids[0]), &full, 1e-5);
     let decoded = ok(post(&server, "/decode", json!({ "ids": ids })));
     assert_eq!(decoded, json!([text]));
+    // Offsets are byte offsets into the text (as TEI's), also after multi-byte characters.
+    let accented = "Café au lait, naïve señor";
+    let tokens = ok(post(&server, "/tokenize", json!({ "inputs": accented })));
+    let pieces: Vec<&serde_json::Value> =
+        tokens[0].as_array().unwrap().iter().filter(|t| t["special"] == false).collect();
+    for t in &pieces {
+        let (start, stop) = (t["start"].as_u64().unwrap() as usize, t["stop"].as_u64().unwrap() as usize);
+        assert_eq!(&accented[start..stop], t["text"].as_str().unwrap());
+    }
+    assert_eq!(pieces.last().unwrap()["stop"].as_u64(), Some(accented.len() as u64));
     assert_error(
         &post(&server, "/embed", json!({ "inputs": [[1, 99999999]] })),
         422,

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor};
+use modernbert::tasks::Embedding;
+use modernbert::{Model, Pooling};
 use modernbert_server::client::{self, Response};
 use modernbert_server::{ServeArgs, ServerHandle};
 use serde_json::Value;
@@ -84,6 +86,20 @@ pub fn texts(n: usize) -> Vec<String> {
             let words = ["alpha", "beta", "gamma", "delta", "rust", "model", "Paris", "token"];
             let len = 1 + (i * 37) % 150;
             (0..len).map(|j| words[(i + j) % words.len()]).collect::<Vec<_>>().join(" ")
+        })
+        .collect()
+}
+
+/// Mean-pooled embeddings of `texts` computed by the library (what the server must answer).
+pub fn library_embeddings(model: &Model, texts: &[String], normalize: bool) -> Vec<Vec<f32>> {
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    model
+        .embed(&refs, Some(Pooling::Mean), normalize, None)
+        .unwrap()
+        .into_iter()
+        .map(|e| match e {
+            Embedding::Pooled(v) => v,
+            Embedding::Tokens(_) => unreachable!(),
         })
         .collect()
 }
