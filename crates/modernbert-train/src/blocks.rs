@@ -8,7 +8,7 @@
 //! of [`crate::ops`]. Only bias-free layers with exact-erf GELU use these ops (every released
 //! ModernBERT); the model falls back to separate ops otherwise.
 
-use crate::ops::{geglu_backward, matmul_par, slice, with_f32, AttentionOp, Mat};
+use crate::ops::{f32_data, geglu_backward, matmul_par, with_f32, AttentionOp, Mat};
 use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use std::sync::{Arc, Mutex};
@@ -90,7 +90,8 @@ impl CustomOp3 for AttentionBlock {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, wqkv, wo) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?, slice(self.name(), s3, l3)?);
+        let (x, wqkv, wo) =
+            (f32_data(self.name(), s1, l1)?, f32_data(self.name(), s2, l2)?, f32_data(self.name(), s3, l3)?);
         let (t, d) = dims2(l1)?;
         if dims2(l2)? != (3 * d, d) || dims2(l3)? != (d, d) {
             candle_core::bail!("attention block: weights {:?} / {:?} do not fit hidden size {d}", l2.dims(), l3.dims())
@@ -152,7 +153,8 @@ impl CustomOp3 for MlpBlock {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, wi, wo) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?, slice(self.name(), s3, l3)?);
+        let (x, wi, wo) =
+            (f32_data(self.name(), s1, l1)?, f32_data(self.name(), s2, l2)?, f32_data(self.name(), s3, l3)?);
         let (t, d) = dims2(l1)?;
         let (two_i, _) = dims2(l2)?;
         let inter = two_i / 2;

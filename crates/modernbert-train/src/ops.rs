@@ -6,11 +6,12 @@
 //! one against PyTorch (`tests/fixtures/train-step`).
 
 use anyhow::Result;
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Storage, Tensor};
 use modernbert_kernels::RopeTable;
 use rayon::prelude::*;
 use std::sync::Arc;
+
+pub(crate) use modernbert::ops::f32_data;
 
 /// Runs `f` on the contiguous f32 data of a CPU tensor.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
@@ -21,13 +22,6 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_cor
     };
     let (a, b) = layout.contiguous_offsets().expect("contiguous");
     Ok(f(&data[a..b]))
-}
-
-pub(crate) fn slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else { candle_core::bail!("{op}: expected f32, found {:?}", s.dtype()) };
-    let (a, b) =
-        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{op}: input is not contiguous")))?;
-    Ok(&data[a..b])
 }
 
 fn tensor(data: Vec<f32>, shape: &Shape, like: &Tensor) -> candle_core::Result<Tensor> {
@@ -70,8 +64,8 @@ impl CustomOp2 for LayerNormOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(self.name(), s1, l1)?;
-        let w = slice(self.name(), s2, l2)?;
+        let x = f32_data(self.name(), s1, l1)?;
+        let w = f32_data(self.name(), s2, l2)?;
         if l1.dims().last() != Some(&w.len()) {
             candle_core::bail!("layer-norm: input {:?} does not end in {}", l1.dims(), w.len())
         }
@@ -192,7 +186,7 @@ impl CustomOp1 for GegluOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(self.name(), s, l)?;
+        let x = f32_data(self.name(), s, l)?;
         let (rows, width) = l.shape().dims2()?;
         let mut out = vec![0f32; rows * width / 2];
         modernbert_kernels::geglu(x, width / 2, &mut out);
@@ -495,7 +489,7 @@ impl CustomOp1 for AttentionOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let qkv = slice(self.name(), s, l)?;
+        let qkv = f32_data(self.name(), s, l)?;
         let (tokens, width) = l.shape().dims2()?;
         let hd = self.heads * self.head_dim;
         if width != 3 * hd || self.cu_seqlens.last().copied() != Some(tokens as u32) {
@@ -596,7 +590,7 @@ impl CustomOp1 for CrossEntropyOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(self.name(), s, l)?;
+        let x = f32_data(self.name(), s, l)?;
         let (m, v) = l.shape().dims2()?;
         if self.targets.len() != m {
             candle_core::bail!("cross-entropy: {} targets for {m} rows", self.targets.len())

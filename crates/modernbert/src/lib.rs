@@ -17,7 +17,7 @@ pub mod error;
 pub mod heads;
 pub mod hub;
 pub mod model;
-mod ops;
+pub mod ops;
 pub mod pooling;
 pub mod rng;
 pub mod tasks;

@@ -1,14 +1,15 @@
 //! candle custom ops that run the fused kernels of `modernbert-kernels` on CPU tensors.
 //!
-//! Inference only for now: no `bwd` (training composes differentiable candle ops instead).
+//! Inference only: no `bwd` (modernbert-train has its own ops with backward passes, and shares
+//! [`f32_data`]).
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use modernbert_kernels::{Bf16Linear, Int8Linear, RopeTable};
 use std::sync::Arc;
 
-/// The contiguous f32 data behind a CPU storage.
-fn f32_data<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+/// The contiguous f32 data behind a CPU storage (for `CustomOp::cpu_fwd`); errors name `op`.
+pub fn f32_data<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else {
         candle_core::bail!("{op}: expected f32 input, found {:?}", storage.dtype())
     };
