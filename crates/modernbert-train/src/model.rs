@@ -411,14 +411,19 @@ impl TrainModel {
 
     /// MLM logits `[rows, vocab]` for hidden rows `[rows, hidden]` (prediction head + tied decoder).
     pub fn mlm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let x = self.linear(hidden, "head.dense")?;
-        let x = activate(self.config.classifier_activation, &x)?;
-        let x = self.norm(&x, "head.norm")?;
-        let y = x.matmul(&self.p("model.embeddings.tok_embeddings.weight")?.t()?)?;
+        let y = self.mlm_logits_without_bias(hidden)?;
         Ok(match self.p_opt("decoder.bias") {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
+    }
+
+    /// [`TrainModel::mlm_logits`] before the decoder bias (the fused loss adds it).
+    fn mlm_logits_without_bias(&self, hidden: &Tensor) -> Result<Tensor> {
+        let x = self.linear(hidden, "head.dense")?;
+        let x = activate(self.config.classifier_activation, &x)?;
+        let x = self.norm(&x, "head.norm")?;
+        Ok(x.matmul(&self.p("model.embeddings.tok_embeddings.weight")?.t()?)?)
     }
 
     /// Masked-LM loss with sparse prediction: the head and decoder run only on rows whose label is
@@ -438,15 +443,17 @@ impl TrainModel {
         let hidden = self.forward_hidden(&batch.input_ids, &batch.cu_seqlens, dropout)?;
         let m = rows.len();
         let sel = hidden.index_select(&Tensor::from_vec(rows, m, &self.device)?, 0)?;
-        let logits = self.mlm_logits(&sel)?;
-        let loss = match self.kernels {
-            Kernels::Fused => ops::cross_entropy(&logits, &targets)?,
+        let (loss, correct) = match self.kernels {
+            Kernels::Fused => {
+                ops::cross_entropy(&self.mlm_logits_without_bias(&sel)?, self.p_opt("decoder.bias"), &targets)?
+            }
             Kernels::Composed => {
-                cross_entropy_mean(&logits, &Tensor::from_vec(targets.clone(), (m, 1), &self.device)?)?
+                let logits = self.mlm_logits(&sel)?;
+                let loss = cross_entropy_mean(&logits, &Tensor::from_vec(targets.clone(), (m, 1), &self.device)?)?;
+                let pred = logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
+                (loss, pred.iter().zip(&targets).filter(|(a, b)| a == b).count())
             }
         };
-        let pred = logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
-        let correct = pred.iter().zip(&targets).filter(|(a, b)| a == b).count();
         Ok(MlmOutput { loss, num_predicted: m, correct })
     }
 }

@@ -77,6 +77,7 @@ fn fused_gradients_match_composed() {
     let batch = random_batch(300, &[40, 17, 9, 3, 2, 30, 600], 5);
     let mut grads = Vec::new();
     let mut losses = Vec::new();
+    let mut correct = Vec::new();
     for kernels in [Kernels::Composed, Kernels::Fused] {
         let model = TrainModel::load(&dir).unwrap().with_kernels(kernels);
         let dropout = Some((
@@ -85,6 +86,7 @@ fn fused_gradients_match_composed() {
         ));
         let out = model.mlm_loss(&batch, dropout).unwrap();
         losses.push(out.loss.to_scalar::<f32>().unwrap());
+        correct.push(out.correct);
         let g = out.loss.backward().unwrap();
         grads.push(
             model.vars().iter().map(|(n, v)| (n.clone(), g.get(v.as_tensor()).expect(n).clone())).collect::<Vec<_>>(),
@@ -92,6 +94,7 @@ fn fused_gradients_match_composed() {
     }
     let rel = (losses[0] - losses[1]).abs() / losses[0].abs();
     assert!(rel <= 1e-6, "loss {} vs {}", losses[0], losses[1]);
+    assert_eq!(correct[0], correct[1], "arg-max accuracy differs");
     let mut worst = 0f32;
     for ((name, a), (_, b)) in grads[0].iter().zip(&grads[1]) {
         let r = max_abs_diff(a, b) / max_abs(a).max(1e-30);
