@@ -71,7 +71,9 @@ def main() -> None:
     fixture = ROOT / "tests" / "fixtures" / f"shipped-{out.name}"
     fixture.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in expected.items()}, fixture / "expected.safetensors")
-    (fixture / "meta.json").write_text(json.dumps({"kind": "mlm", "model": str(out.relative_to(ROOT)),
+    model_path = out.resolve()
+    model_path = model_path.relative_to(ROOT) if model_path.is_relative_to(ROOT) else model_path
+    (fixture / "meta.json").write_text(json.dumps({"kind": "mlm", "model": str(model_path),
                                                    "texts": TEXTS}, indent=2) + "\n")
     size = (out / "model.safetensors").stat().st_size
     print(f"wrote {out} ({size / 1e6:.1f} MB weights) and {fixture}/expected.safetensors")
