@@ -196,12 +196,12 @@ impl Model {
             return Err(Error::Input(format!("label {bad} is outside the vocabulary ({vocab})")));
         }
         let hidden = self.backbone.forward(batch)?;
-        let index = Tensor::new(rows.as_slice(), hidden.device())?;
-        let logits = mlm.forward(&hidden.index_select(&index, 0)?)?.to_vec2::<f32>()?;
-        Ok(logits
-            .iter()
-            .zip(targets)
-            .map(|(l, label)| {
+        let mut scores = Vec::with_capacity(rows.len());
+        // The head in chunks of rows: a chunk's logits are 512 × vocab floats (~100 MB at 50k).
+        for (rows, targets) in rows.chunks(512).zip(targets.chunks(512)) {
+            let index = Tensor::new(rows, hidden.device())?;
+            let logits = mlm.forward(&hidden.index_select(&index, 0)?)?.to_vec2::<f32>()?;
+            scores.extend(logits.iter().zip(targets).map(|(l, &label)| {
                 let (best, max) =
                     l.iter().enumerate().fold(
                         (0, f32::NEG_INFINITY),
@@ -215,8 +215,9 @@ impl Model {
                     );
                 let log_sum = l.iter().map(|v| (v - max).exp()).sum::<f32>().ln() + max;
                 MaskedScore { label, predicted: best as u32, nll: log_sum - l[label as usize] }
-            })
-            .collect())
+            }));
+        }
+        Ok(scores)
     }
 
     /// Sentence embeddings (`Some(pooling)`) or per-token vectors (`None`), optionally L2-normalised.
