@@ -12,7 +12,6 @@ use std::path::Path;
 /// Tokenizer and prompts of the served model.
 pub struct Encoder {
     tokenizer: modernbert::Tokenizer,
-    max_input: usize,
     vocab: usize,
     auto_truncate: bool,
     prompts: HashMap<String, String>,
@@ -28,13 +27,12 @@ impl Encoder {
     /// tokens; token ids must be below `vocab`.
     pub fn new(tokenizer: modernbert::Tokenizer, dir: &Path, vocab: usize, auto_truncate: bool) -> Result<Self> {
         let (prompts, default_prompt) = read_prompts(dir)?;
-        let max_input = tokenizer.max_length();
-        Ok(Self { tokenizer, max_input, vocab, auto_truncate, prompts, default_prompt })
+        Ok(Self { tokenizer, vocab, auto_truncate, prompts, default_prompt })
     }
 
     /// The longest input, in tokens, that the model accepts.
     pub fn max_input(&self) -> usize {
-        self.max_input
+        self.tokenizer.max_length()
     }
 
     /// Whether `truncate` defaults to true (`--auto-truncate`).
@@ -97,11 +95,11 @@ impl Encoder {
                     )));
                 }
                 let mut ids = ids.clone();
-                if truncate && ids.len() > self.max_input {
+                if truncate && ids.len() > self.max_input() {
                     match direction {
-                        Direction::Right => ids.truncate(self.max_input),
+                        Direction::Right => ids.truncate(self.max_input()),
                         Direction::Left => {
-                            ids.drain(..ids.len() - self.max_input);
+                            ids.drain(..ids.len() - self.max_input());
                         }
                     }
                 }
@@ -123,18 +121,18 @@ impl Encoder {
                     Direction::Right => TruncationSide::Right,
                     Direction::Left => TruncationSide::Left,
                 };
-                let truncation = truncate.then_some(Truncation { max_length: self.max_input, side });
+                let truncation = truncate.then_some(Truncation { max_length: self.max_input(), side });
                 self.tokenizer
                     .encode(text, pair, true, truncation)
                     .map_err(|e| ApiError::tokenizer(format!("input {index}: {e}")))?
                     .ids
             }
         };
-        if ids.len() > self.max_input {
+        if ids.len() > self.max_input() {
             return Err(ApiError::validation(format!(
                 "input {index} has {} tokens, more than the model's maximum of {}; send \"truncate\": true to cut it",
                 ids.len(),
-                self.max_input
+                self.max_input()
             )));
         }
         Ok(ids)

@@ -8,7 +8,7 @@
 //! of [`crate::ops`]. Only bias-free layers with exact-erf GELU use these ops (every released
 //! ModernBERT); the model falls back to separate ops otherwise.
 
-use crate::ops::{f32_data, geglu_backward, matmul_par, with_f32, AttentionOp, Mat};
+use crate::ops::{f32_data, geglu_backward, matmul_par, saved, with_f32, AttentionOp, Mat};
 use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use std::sync::{Arc, Mutex};
@@ -102,7 +102,7 @@ impl CustomOp3 for AttentionBlock {
         self.attn.forward_all(&qkv, &mut o);
         let mut y = vec![0f32; t * d];
         matmul_par(&mut y, d, false, Mat::rows(&o, d), Mat::cols(wo, d), t, d, d);
-        *self.saved.lock().expect("not poisoned") = Some((Arc::new(qkv), Arc::new(o)));
+        *saved(&self.saved) = Some((Arc::new(qkv), Arc::new(o)));
         Ok((CpuStorage::F32(y), Shape::from((t, d))))
     }
 
@@ -114,10 +114,7 @@ impl CustomOp3 for AttentionBlock {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (qkv, o) = self
-            .saved
-            .lock()
-            .expect("not poisoned")
+        let (qkv, o) = saved(&self.saved)
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("attention block: backward without forward".into()))?;
         linear_backward(x, wqkv, wo, &o, dy, &|d_o| self.attn.backward_all(&qkv, &o, d_o))
@@ -173,7 +170,7 @@ impl CustomOp3 for MlpBlock {
         }
         let mut y = vec![0f32; t * d];
         matmul_par(&mut y, d, false, Mat::rows(&g, inter), Mat::cols(wo, inter), t, d, inter);
-        *self.saved.lock().expect("not poisoned") = Some((Arc::new(h), Arc::new(g)));
+        *saved(&self.saved) = Some((Arc::new(h), Arc::new(g)));
         Ok((CpuStorage::F32(y), Shape::from((t, d))))
     }
 
@@ -185,10 +182,7 @@ impl CustomOp3 for MlpBlock {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (h, g) = self
-            .saved
-            .lock()
-            .expect("not poisoned")
+        let (h, g) = saved(&self.saved)
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("mlp block: backward without forward".into()))?;
         let inter = g.len() / x.dim(0)?;

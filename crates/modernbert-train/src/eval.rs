@@ -70,15 +70,11 @@ pub fn evaluate_mlm(model: &Model, dir: &Path, opts: EvalOptions) -> Result<MlmE
         .with_context(|| format!("{} has no maskable training tokens", dir.display()))?;
 
     let source = SourceConfig {
-        split: Split::Heldout,
         max_seq_len: opts.max_seq_len,
         row_tokens: opts.max_seq_len.max(8192),
-        rows_per_step: 1,
         seed: opts.seed,
         masking,
-        shuffle: false,
-        repeat: false,
-        buffer_factor: 5,
+        ..SourceConfig::eval()
     };
     let mut src = BatchSource::new(heldout, source)?;
     let (mut sequences, mut tokens, mut predicted, mut correct, mut unigram_correct) = (0, 0, 0, 0, 0);

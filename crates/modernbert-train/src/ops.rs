@@ -9,9 +9,15 @@ use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Storage, Tensor};
 use modernbert_kernels::RopeTable;
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub(crate) use modernbert::ops::f32_data;
+
+/// State a custom op saved in its forward pass for its backward pass. It is replaced whole, so a
+/// panic elsewhere cannot leave it half-written: a poisoned lock is still usable.
+pub(crate) fn saved<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Runs `f` on the contiguous f32 data of a CPU tensor.
 pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
@@ -575,7 +581,7 @@ pub fn cross_entropy(logits: &Tensor, bias: Option<&Tensor>, targets: &[u32]) ->
         Some(b) => logits.apply_op2(&b.contiguous()?, op)?,
         None => logits.apply_op1(op)?,
     };
-    let correct = stats.lock().unwrap_or_else(|p| p.into_inner()).correct;
+    let correct = saved(&stats).correct;
     Ok((loss, correct))
 }
 
@@ -588,7 +594,7 @@ struct CeStats {
 
 struct CrossEntropyOp {
     targets: Arc<Vec<u32>>,
-    stats: Arc<std::sync::Mutex<CeStats>>,
+    stats: Arc<Mutex<CeStats>>,
 }
 
 /// Max and arg-max of `row + bias` (8 lanes; NaN propagates).
@@ -656,7 +662,7 @@ impl CrossEntropyOp {
             })
             .collect();
         let total: f64 = rows.iter().map(|r| r.1 as f64).sum();
-        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = saved(&self.stats);
         stats.lse = rows.iter().map(|r| r.0).collect();
         stats.correct = rows.iter().filter(|r| r.2).count();
         Ok(CpuStorage::F32(vec![(total / m as f64) as f32]))
@@ -671,7 +677,7 @@ impl CrossEntropyOp {
     ) -> candle_core::Result<(Tensor, Option<Tensor>)> {
         let (m, v) = x.dims2()?;
         let g = dres.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()? / m as f32;
-        let lse = self.stats.lock().unwrap_or_else(|p| p.into_inner()).lse.clone();
+        let lse = saved(&self.stats).lse.clone();
         if lse.len() != m {
             candle_core::bail!("cross-entropy: backward without a forward pass")
         }
