@@ -4,6 +4,8 @@
 mod bench;
 #[cfg(feature = "train")]
 mod data_cmd;
+#[cfg(feature = "train")]
+mod finetune;
 mod input;
 #[cfg(feature = "serve")]
 mod serve;
@@ -98,6 +100,9 @@ enum Command {
     #[cfg(feature = "train")]
     #[command(flatten)]
     Train(train::Commands),
+    #[cfg(feature = "train")]
+    #[command(flatten)]
+    Finetune(finetune::Commands),
     #[cfg(feature = "serve")]
     #[command(flatten)]
     Serve(serve::Commands),
@@ -170,6 +175,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data(command) => data_cmd::run(command)?,
         #[cfg(feature = "train")]
         Command::Train(command) => train::run(command)?,
+        #[cfg(feature = "train")]
+        Command::Finetune(command) => finetune::run(command)?,
         #[cfg(feature = "serve")]
         Command::Serve(command) => serve::run(command)?,
     }

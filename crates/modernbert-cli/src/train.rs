@@ -77,17 +77,7 @@ pub struct EvalArgs {
 pub fn run(command: Commands) -> Result<()> {
     match command {
         Commands::Train(a) => {
-            // candle splits element-wise ops over its own spinning worker pool, beside the rayon
-            // pool that runs the GEMMs and the fused ops; on a small or busy machine the two pools
-            // fight for cores (measured: +20% tokens/s with one candle thread on 2 cores). The
-            // element-wise ops left in training are memory-bound, so run them on the calling
-            // thread unless the user says otherwise. Still single-threaded here: set_var is sound.
-            for (var, value) in [("CANDLE_NUM_THREADS", "1"), ("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200")] {
-                if std::env::var_os(var).is_none() {
-                    std::env::set_var(var, value);
-                }
-            }
-            keep_freed_memory();
+            prepare_training_process();
             let cfg = match (&a.config, &a.resume) {
                 (Some(path), _) => RunConfig::load(path)?,
                 (None, Some(resume)) => checkpoint::load_state(&checkpoint::resolve_resume(resume)?)?.1,
@@ -143,6 +133,22 @@ pub fn run(command: Commands) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Process settings for training: candle's element-wise ops on the calling thread, and freed
+/// memory kept by the allocator. Call before any other thread starts.
+pub fn prepare_training_process() {
+    // candle splits element-wise ops over its own spinning worker pool, beside the rayon pool that
+    // runs the GEMMs and the fused ops; on a small or busy machine the two pools fight for cores
+    // (measured: +20% tokens/s with one candle thread on 2 cores). The element-wise ops left in
+    // training are memory-bound, so run them on the calling thread unless the user says otherwise.
+    for (var, value) in [("CANDLE_NUM_THREADS", "1"), ("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200")] {
+        if std::env::var_os(var).is_none() {
+            // Still single-threaded here: set_var is sound.
+            std::env::set_var(var, value);
+        }
+    }
+    keep_freed_memory();
 }
 
 /// mimalloc hands freed memory back to the OS after 10 ms; a training step frees and reallocates

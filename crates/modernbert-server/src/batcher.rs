@@ -215,7 +215,7 @@ fn forward(model: &Model, pooling: Pooling, sequences: &[&[u32]], wants: &[Want]
     let hidden = model.backbone.forward(&batch).map_err(err)?;
     let tensor_err = |e: candle_core::Error| e.to_string();
     let pooled = if wants.contains(&Want::Pooled) {
-        let p = modernbert::pooling::pool(&hidden, &batch, pooling).map_err(err)?;
+        let p = modernbert::pooling::pool(&hidden, &batch.cu_seqlens, pooling).map_err(err)?;
         Some(p.to_vec2::<f32>().map_err(tensor_err)?)
     } else {
         None
@@ -224,7 +224,7 @@ fn forward(model: &Model, pooling: Pooling, sequences: &[&[u32]], wants: &[Want]
         let Head::SequenceClassification(head) = &model.head else {
             return Err(format!("{} has no sequence-classification head", model.head.name()));
         };
-        Some(head.sequence_logits(&hidden, &batch).map_err(err)?.to_vec2::<f32>().map_err(tensor_err)?)
+        Some(head.sequence_logits(&hidden, &batch.cu_seqlens).map_err(err)?.to_vec2::<f32>().map_err(tensor_err)?)
     } else {
         None
     };

@@ -15,7 +15,7 @@
 
 use crate::config::RunConfig;
 use crate::model::{DropoutConfig, TrainModel};
-use crate::optim::StableAdamW;
+use crate::optim::AdamW;
 use crate::st::{self, HostTensor};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,7 @@ pub struct CheckpointParts<'a> {
     /// The model being trained.
     pub model: &'a TrainModel,
     /// Its optimizer.
-    pub optimizer: &'a StableAdamW,
+    pub optimizer: &'a AdamW,
     /// Loop position.
     pub state: &'a TrainerState,
     /// The run's configuration.
@@ -120,22 +120,33 @@ pub fn step_name(step: u64) -> String {
     format!("step-{step:08}")
 }
 
-/// Writes a full checkpoint atomically as `root/name` and points `root/latest` at it.
+/// Writes a full pretraining checkpoint atomically as `root/name` and points `root/latest` at it.
 pub fn save_checkpoint(root: &Path, name: &str, parts: &CheckpointParts) -> Result<PathBuf> {
-    std::fs::create_dir_all(root)?;
+    save_dir(root, name, |tmp| {
+        let m = &parts.run.model;
+        save_hf_model(tmp, parts.model, m.initializer_range, m.initializer_cutoff_factor, &parts.run.dropout)?;
+        if let Some(tok) = &parts.run.data.tokenizer {
+            copy_tokenizer(tok, tmp)?;
+        }
+        parts.optimizer.save(&tmp.join("optimizer.safetensors"))?;
+        std::fs::write(tmp.join("trainer_state.json"), serde_json::to_string_pretty(parts.state)? + "\n")?;
+        std::fs::write(tmp.join("run_config.json"), serde_json::to_string_pretty(parts.run)? + "\n")?;
+        Ok(())
+    })
+    .and_then(|dir| point_latest(root, name).map(|_| dir))
+}
+
+/// Writes the directory `root/name` atomically: `fill` writes its files into a temporary
+/// directory, which is fsynced and renamed into place. A crash leaves either the previous or the
+/// new directory, never a torn one.
+pub fn save_dir(root: &Path, name: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     let tmp = root.join(format!(".tmp-{name}-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
-    let m = &parts.run.model;
-    save_hf_model(&tmp, parts.model, m.initializer_range, m.initializer_cutoff_factor, &parts.run.dropout)?;
-    if let Some(tok) = &parts.run.data.tokenizer {
-        copy_tokenizer(tok, &tmp)?;
-    }
-    parts.optimizer.save(&tmp.join("optimizer.safetensors"))?;
-    std::fs::write(tmp.join("trainer_state.json"), serde_json::to_string_pretty(parts.state)? + "\n")?;
-    std::fs::write(tmp.join("run_config.json"), serde_json::to_string_pretty(parts.run)? + "\n")?;
+    fill(&tmp).with_context(|| format!("cannot write {}", root.join(name).display()))?;
     sync_dir(&tmp)?;
     let dst = root.join(name);
     if dst.exists() {
@@ -146,8 +157,46 @@ pub fn save_checkpoint(root: &Path, name: &str, parts: &CheckpointParts) -> Resu
     } else {
         std::fs::rename(&tmp, &dst)?;
     }
-    write_atomic(&root.join("latest"), format!("{name}\n").as_bytes())?;
     Ok(dst)
+}
+
+/// Points `root/latest` (a one-line file) at the checkpoint `root/name`, atomically.
+pub fn point_latest(root: &Path, name: &str) -> Result<()> {
+    write_atomic(&root.join("latest"), format!("{name}\n").as_bytes())
+}
+
+/// A run's `metrics.jsonl`: one JSON record per line, appended and flushed as they come.
+pub struct MetricsLog {
+    file: File,
+}
+
+impl MetricsLog {
+    /// Opens the log; a resumed run (`keep_up_to = Some(step)`) first drops records past the
+    /// checkpoint's step, a fresh run starts it empty.
+    pub fn open(path: &Path, keep_up_to: Option<u64>) -> Result<Self> {
+        if let (Some(step), Ok(text)) = (keep_up_to, std::fs::read_to_string(path)) {
+            let kept: String = text
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            write_atomic(path, kept.as_bytes())?;
+        } else if keep_up_to.is_none() {
+            std::fs::write(path, b"").with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self { file })
+    }
+
+    /// Appends one record.
+    pub fn log(&mut self, v: Value) -> Result<()> {
+        use std::io::Write;
+        writeln!(self.file, "{v}")?;
+        self.file.flush()?;
+        Ok(())
+    }
 }
 
 /// Resolves `--resume PATH`: a checkpoint directory, or a run / `checkpoints` directory (its latest).

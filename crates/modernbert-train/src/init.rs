@@ -2,7 +2,8 @@
 //!
 //! Init ("full_megatron"): truncated normal cut at ±`cutoff`·σ; σ = `initializer_range` for the
 //! embedding and the "in" projections (`Wqkv`, `Wi`, `head.dense`), `initializer_range/√(2L)`
-//! for the "out" projections (attention and MLP `Wo`); LayerNorm weights 1, biases 0.
+//! for the "out" projections (attention and MLP `Wo`), `hidden_size^-½` for a classifier's output
+//! layer; LayerNorm weights 1, biases 0.
 //!
 //! Tiling ("tile_weights_from_middle"): the smaller tensor sits in the centre of the larger one,
 //! offset `⌊(N − n)/2⌋` on every growing axis; the part before it is filled walking backwards
@@ -12,7 +13,7 @@
 //! Large layer `i` copies small layer `round_half_even(i · L_small / L_large)`; `final_norm`
 //! keeps its fresh init (ones).
 
-use crate::params::{param_specs, ParamKind};
+use crate::params::{param_specs, HeadKind, ParamKind, ParamSpec};
 use crate::rng::Rng;
 use crate::st::HostTensor;
 use anyhow::{bail, Context, Result};
@@ -39,14 +40,21 @@ pub fn init_std(kind: ParamKind, cfg: &Config, init: &InitConfig) -> Option<f64>
     match kind {
         ParamKind::Embedding | ParamKind::In => Some(init.initializer_range),
         ParamKind::Out => Some(init.initializer_range / (2.0 * cfg.num_hidden_layers as f64).sqrt()),
+        ParamKind::Classifier => Some((cfg.hidden_size as f64).powf(-0.5)),
         ParamKind::NormWeight | ParamKind::Bias => None,
     }
 }
 
-/// Fresh parameters for every tensor of [`param_specs`], drawn from per-tensor seeded streams.
+/// Fresh parameters for every tensor of a masked-LM's [`param_specs`], drawn from per-tensor seeded streams.
 pub fn init_params(cfg: &Config, init: &InitConfig, seed: u64) -> BTreeMap<String, HostTensor> {
-    param_specs(cfg)
-        .into_iter()
+    init_specs(cfg, &param_specs(cfg, HeadKind::MaskedLm), init, seed)
+}
+
+/// Fresh values for `specs` (stream `k` for the `k`-th spec of the list, so a spec's values
+/// depend only on its position and the seed).
+pub fn init_specs(cfg: &Config, specs: &[ParamSpec], init: &InitConfig, seed: u64) -> BTreeMap<String, HostTensor> {
+    specs
+        .iter()
         .enumerate()
         .map(|(k, spec)| {
             let n: usize = spec.shape.iter().product();
@@ -58,7 +66,7 @@ pub fn init_params(cfg: &Config, init: &InitConfig, seed: u64) -> BTreeMap<Strin
                 (ParamKind::NormWeight, None) => vec![1.0; n],
                 _ => vec![0.0; n],
             };
-            (spec.name, HostTensor { shape: spec.shape, data })
+            (spec.name.clone(), HostTensor { shape: spec.shape.clone(), data })
         })
         .collect()
 }

@@ -1,7 +1,9 @@
-//! A differentiable ModernBERT masked-LM (spec §3) built on candle autograd.
+//! A differentiable ModernBERT (spec §3) built on candle autograd, with a masked-LM or classifier
+//! head — the library's heads ([`modernbert::heads`]), fed with this model's variables.
 //!
 //! Parameters are candle [`Var`]s named exactly like HF (`model.layers.{i}.attn.Wqkv.weight`, …,
-//! `head.dense.weight`, `decoder.bias`); the decoder is tied to the token embedding. The batch is
+//! `head.dense.weight`, `decoder.bias`, `classifier.weight`); an MLM decoder is tied to the token
+//! embedding. The batch is
 //! unpadded ([`MlmBatch`]): documents are concatenated, RoPE positions restart in every document,
 //! attention never crosses a document boundary and local layers see `|i − j| ≤ local_attention/2`.
 //!
@@ -14,13 +16,15 @@
 //! Fused `candle_nn` ops (`layer_norm`, `rope`, `softmax_last_dim`) are never used: they silently
 //! have no gradient (framework notes §2.2).
 
-use crate::params::{param_specs, ParamSpec};
+use crate::params::{param_specs, HeadKind, ParamSpec, Params};
 use crate::rng::Rng;
 use crate::MlmBatch;
 use crate::{blocks, ops};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use modernbert::config::{Activation, LayerType};
+use modernbert::heads::{ClassifierHead, MaskedLmHead};
+use modernbert::model::nn::activate;
 use modernbert::Config;
 use modernbert_kernels::RopeTable;
 use std::collections::BTreeMap;
@@ -37,18 +41,32 @@ pub struct DropoutConfig {
     pub attn_out: f32,
     /// Between the GeGLU and the MLP `Wo` (`mlp_dropout`).
     pub mlp: f32,
+    /// Between a classifier's prediction head and its output layer (`classifier_dropout`).
+    pub classifier: f32,
 }
 
 impl Default for DropoutConfig {
     fn default() -> Self {
-        Self { embedding: 0.0, attn_out: 0.1, mlp: 0.0 }
+        Self { embedding: 0.0, attn_out: 0.1, mlp: 0.0, classifier: 0.0 }
     }
 }
 
 impl DropoutConfig {
     /// No dropout anywhere.
     pub fn none() -> Self {
-        Self { embedding: 0.0, attn_out: 0.0, mlp: 0.0 }
+        Self { embedding: 0.0, attn_out: 0.0, mlp: 0.0, classifier: 0.0 }
+    }
+
+    /// The dropouts a checkpoint's `config.json` names (`attention_dropout` is applied to the
+    /// attention output, after `Wo`; the fused attention kernel does not drop probabilities).
+    pub fn from_config(cfg: &Config) -> Self {
+        let d = cfg.dropout;
+        Self {
+            embedding: d.embedding as f32,
+            attn_out: d.attention as f32,
+            mlp: d.mlp as f32,
+            classifier: d.classifier as f32,
+        }
     }
 }
 
@@ -109,9 +127,10 @@ struct Chunk {
     local_mask: Tensor,
 }
 
-/// The differentiable ModernBERT masked-LM model.
+/// The differentiable ModernBERT with its task head (masked LM, sequence or token classifier).
 pub struct TrainModel {
     config: Config,
+    head: HeadKind,
     vars: BTreeMap<String, Var>,
     kernels: Kernels,
     device: Device,
@@ -124,25 +143,36 @@ const CHUNK_TOKENS: usize = 512;
 
 impl TrainModel {
     /// Wraps named tensors (every name of [`param_specs`], shapes checked) as trainable variables.
+    /// The head is `config.architecture`'s, else guessed from the tensors.
     pub fn from_tensors(config: Config, tensors: &BTreeMap<String, Tensor>) -> Result<Self> {
         let device = Device::Cpu;
+        let head = HeadKind::of(&config, |n| tensors.contains_key(n))?;
         let mut vars = BTreeMap::new();
-        for ParamSpec { name, shape, .. } in param_specs(&config) {
+        for ParamSpec { name, shape, .. } in param_specs(&config, head) {
             let t = tensors.get(&name).with_context(|| format!("missing parameter `{name}`"))?;
             if t.dims() != shape.as_slice() {
                 bail!("parameter `{name}` has shape {:?}, expected {shape:?}", t.dims());
             }
             vars.insert(name, Var::from_tensor(&t.to_dtype(DType::F32)?.contiguous()?)?);
         }
-        check_config(&config)?;
-        Ok(Self { config, vars, kernels: Kernels::default(), device })
+        if head == HeadKind::MaskedLm && !config.tie_word_embeddings {
+            bail!("training a masked LM needs tie_word_embeddings = true (the decoder is the token embedding)");
+        }
+        Ok(Self { config, head, vars, kernels: Kernels::default(), device })
     }
 
-    /// Loads a `ModernBertForMaskedLM` checkpoint directory (config.json + safetensors).
+    /// Loads a checkpoint directory (config.json + safetensors) with the head it carries.
     pub fn load(dir: &Path) -> Result<Self> {
         let config = Config::from_file(&dir.join("config.json"))?;
-        let tensors = load_checkpoint_tensors(dir, &config)?;
+        let w = modernbert::weights::Weights::from_dir(dir, &Device::Cpu)?;
+        let head = HeadKind::of(&config, |n| w.contains(n))?;
+        let tensors = read_params(&w, &param_specs(&config, head))?;
         Self::from_tensors(config, &tensors)
+    }
+
+    /// The task head.
+    pub fn head(&self) -> HeadKind {
+        self.head
     }
 
     /// Selects the op implementation (builder style).
@@ -185,9 +215,24 @@ impl TrainModel {
         self.vars.get(name).map(|v| v.as_tensor())
     }
 
+    /// The variables as a [`Params`] provider for the library's heads.
+    fn params(&self) -> VarParams<'_> {
+        VarParams(&self.vars)
+    }
+
     /// Current parameter values as independent copies (a `Var` is updated in place).
     pub fn tensors(&self) -> Result<BTreeMap<String, Tensor>> {
         self.vars.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?.detach()))).collect()
+    }
+
+    /// An inference [`modernbert::Model`] (f32, no tokenizer) holding copies of the current values:
+    /// evaluation runs the library's inference path, exactly what the exported model will run.
+    pub fn to_inference(&self) -> Result<modernbert::Model> {
+        let tensors: std::collections::HashMap<String, Tensor> = self.tensors()?.into_iter().collect();
+        let weights = modernbert::weights::Weights::from_tensors(tensors, &self.device)?;
+        let mut config = self.config.clone();
+        config.architecture = Some(self.head.architecture().into());
+        Ok(modernbert::Model::from_weights(config, &weights, None, Path::new(""), modernbert::Precision::F32)?)
     }
 
     fn prepare(&self, input_ids: &[u32], cu_seqlens: &[u32]) -> Result<Prepared> {
@@ -409,21 +454,43 @@ impl TrainModel {
         self.linear(&out, &format!("{p}.Wo"))
     }
 
-    /// MLM logits `[rows, vocab]` for hidden rows `[rows, hidden]` (prediction head + tied decoder).
-    pub fn mlm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        let y = self.mlm_logits_without_bias(hidden)?;
-        Ok(match self.p_opt("decoder.bias") {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+    /// The masked-LM head (the library's, on this model's variables).
+    fn mlm_head(&self) -> Result<MaskedLmHead> {
+        if self.head != HeadKind::MaskedLm {
+            bail!("this model has a {} head, not a masked-LM head", self.head.architecture());
+        }
+        Ok(MaskedLmHead::load(&self.params(), &self.config, self.p("model.embeddings.tok_embeddings.weight")?)?)
     }
 
-    /// [`TrainModel::mlm_logits`] before the decoder bias (the fused loss adds it).
-    fn mlm_logits_without_bias(&self, hidden: &Tensor) -> Result<Tensor> {
-        let x = self.linear(hidden, "head.dense")?;
-        let x = activate(self.config.classifier_activation, &x)?;
-        let x = self.norm(&x, "head.norm")?;
-        Ok(x.matmul(&self.p("model.embeddings.tok_embeddings.weight")?.t()?)?)
+    /// MLM logits `[rows, vocab]` for hidden rows `[rows, hidden]` (prediction head + tied decoder).
+    pub fn mlm_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.mlm_head()?.forward(hidden)?)
+    }
+
+    /// Classifier logits: `[sequences, labels]` for a sequence classifier, `[tokens, labels]`
+    /// for a token classifier, with `classifier_dropout` (and the backbone's dropouts) in training.
+    pub fn classifier_logits(
+        &self,
+        input_ids: &[u32],
+        cu_seqlens: &[u32],
+        dropout: Option<(DropoutConfig, DropoutKey)>,
+    ) -> Result<Tensor> {
+        if !self.head.is_classifier() {
+            bail!("this model has a {} head, not a classifier", self.head.architecture());
+        }
+        let head = ClassifierHead::load(&self.params(), &self.config)?;
+        let hidden = self.forward_hidden(input_ids, cu_seqlens, dropout)?;
+        let features = match self.head {
+            HeadKind::SequenceClassification => head.sequence_features(&hidden, cu_seqlens)?,
+            _ => head.token_features(&hidden)?,
+        };
+        let features = match dropout {
+            Some((d, key)) if d.classifier > 0.0 => {
+                apply_dropout(&features, d.classifier, key, 1 + 2 * self.config.num_hidden_layers as u64)?
+            }
+            _ => features,
+        };
+        Ok(head.classify(&features)?)
     }
 
     /// Masked-LM loss with sparse prediction: the head and decoder run only on rows whose label is
@@ -445,11 +512,12 @@ impl TrainModel {
         let sel = hidden.index_select(&Tensor::from_vec(rows, m, &self.device)?, 0)?;
         let (loss, correct) = match self.kernels {
             Kernels::Fused => {
-                ops::cross_entropy(&self.mlm_logits_without_bias(&sel)?, self.p_opt("decoder.bias"), &targets)?
+                let head = self.mlm_head()?;
+                ops::cross_entropy(&head.logits_without_bias(&sel)?, head.bias(), &targets)?
             }
             Kernels::Composed => {
                 let logits = self.mlm_logits(&sel)?;
-                let loss = cross_entropy_mean(&logits, &Tensor::from_vec(targets.clone(), (m, 1), &self.device)?)?;
+                let loss = (crate::losses::cross_entropy_sum(&logits, &targets)? / m as f64)?;
                 let pred = logits.detach().argmax(D::Minus1)?.to_vec1::<u32>()?;
                 (loss, pred.iter().zip(&targets).filter(|(a, b)| a == b).count())
             }
@@ -458,12 +526,24 @@ impl TrainModel {
     }
 }
 
-/// Refuses configs the training model cannot represent.
-fn check_config(cfg: &Config) -> Result<()> {
-    if !cfg.tie_word_embeddings {
-        bail!("training needs tie_word_embeddings = true (the decoder is the token embedding)");
+/// Trainable variables as the library's parameter provider.
+struct VarParams<'a>(&'a BTreeMap<String, Var>);
+
+impl Params for VarParams<'_> {
+    fn tensor(&self, name: &str, shape: &[usize]) -> modernbert::Result<Tensor> {
+        let v = self.0.get(name).ok_or_else(|| modernbert::Error::Weights(format!("no parameter `{name}`")))?;
+        if v.dims() != shape {
+            return Err(modernbert::Error::Weights(format!(
+                "parameter `{name}` has shape {:?}, expected {shape:?}",
+                v.dims()
+            )));
+        }
+        Ok(v.as_tensor().clone())
     }
-    Ok(())
+
+    fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
 }
 
 fn short(v: &[u32]) -> String {
@@ -474,18 +554,15 @@ fn short(v: &[u32]) -> String {
     }
 }
 
-/// Reads every parameter of a checkpoint directory by its full HF name (prefix added for bare backbones).
+/// Reads every parameter of a masked-LM checkpoint directory by its full HF name.
 pub fn load_checkpoint_tensors(dir: &Path, config: &Config) -> Result<BTreeMap<String, Tensor>> {
     let w = modernbert::weights::Weights::from_dir(dir, &Device::Cpu)?;
-    let mut out = BTreeMap::new();
-    for spec in param_specs(config) {
-        let t = match spec.name.strip_prefix("model.") {
-            Some(backbone) => w.backbone(backbone, &spec.shape)?,
-            None => w.get(&spec.name, &spec.shape)?,
-        };
-        out.insert(spec.name, t);
-    }
-    Ok(out)
+    read_params(&w, &param_specs(config, HeadKind::MaskedLm))
+}
+
+/// Reads `specs` from a parameter provider (checked shapes).
+pub fn read_params(p: &dyn Params, specs: &[ParamSpec]) -> Result<BTreeMap<String, Tensor>> {
+    specs.iter().map(|s| Ok((s.name.clone(), p.tensor(&s.name, &s.shape)?))).collect()
 }
 
 /// RoPE for base `theta` up to `max_positions`, computed like HF (`inv_freq` and angles in f32);
@@ -540,26 +617,6 @@ pub fn softmax_composed(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
-}
-
-/// Mean cross-entropy of `logits [M, V]` against `targets [M, 1]` (u32).
-pub fn cross_entropy_mean(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let shifted = logits.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let picked = shifted.gather(targets, D::Minus1)?;
-    Ok((lse - picked)?.mean_all()?)
-}
-
-/// Exact activations; GELU is `0.5·x·(1 + erf(x/√2))` composed so its backward is exact too.
-fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
-    Ok(match act {
-        Activation::Gelu => ((x * 0.5)? * ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)?)?,
-        Activation::GeluTanh => x.gelu()?,
-        Activation::Relu => x.relu()?,
-        Activation::Silu => x.silu()?,
-        Activation::Tanh => x.tanh()?,
-    })
 }
 
 /// Inverted dropout with a mask drawn from the stateless stream `(seed, step, micro, site)`.

@@ -6,132 +6,18 @@
 //! one against PyTorch (`tests/fixtures/train-step`).
 
 use anyhow::Result;
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use modernbert_kernels::RopeTable;
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub(crate) use modernbert::ops::f32_data;
+pub use modernbert::ops::layer_norm;
+pub(crate) use modernbert::ops::{f32_data, rows_per_task, tensor, with_f32};
 
 /// State a custom op saved in its forward pass for its backward pass. It is replaced whole, so a
 /// panic elsewhere cannot leave it half-written: a poisoned lock is still usable.
 pub(crate) fn saved<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Runs `f` on the contiguous f32 data of a CPU tensor.
-pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-        candle_core::bail!("expected an f32 CPU tensor, found {:?}", t.dtype())
-    };
-    let (a, b) = layout.contiguous_offsets().expect("contiguous");
-    Ok(f(&data[a..b]))
-}
-
-fn tensor(data: Vec<f32>, shape: &Shape, like: &Tensor) -> candle_core::Result<Tensor> {
-    Tensor::from_vec(data, shape.clone(), like.device())
-}
-
-/// Rows per rayon task so that each task has roughly `64k` floats of work.
-fn rows_per_task(width: usize) -> usize {
-    (65_536 / width.max(1)).max(1)
-}
-
-// ---------------------------------------------------------------- LayerNorm
-
-/// Bias-free LayerNorm `[.., D]` with weight `[D]`; gradients for both.
-pub fn layer_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
-    Ok(x.contiguous()?.apply_op2(&weight.contiguous()?, LayerNormOp { eps })?)
-}
-
-struct LayerNormOp {
-    eps: f32,
-}
-
-/// Mean and 1/std of one row (f64 accumulation, biased variance).
-fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
-    let n = x.len() as f64;
-    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
-}
-
-impl CustomOp2 for LayerNormOp {
-    fn name(&self) -> &'static str {
-        "train-layer-norm"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_data(self.name(), s1, l1)?;
-        let w = f32_data(self.name(), s2, l2)?;
-        if l1.dims().last() != Some(&w.len()) {
-            candle_core::bail!("layer-norm: input {:?} does not end in {}", l1.dims(), w.len())
-        }
-        let mut out = vec![0f32; x.len()];
-        modernbert_kernels::layer_norm(x, w, self.eps, &mut out);
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let d = w.elem_count();
-        let eps = self.eps;
-        let (dx, dw) = with_f32(x, |x| {
-            with_f32(w, |w| {
-                with_f32(dy, |dy| {
-                    let mut dx = vec![0f32; x.len()];
-                    let rows = rows_per_task(d);
-                    let partial: Vec<Vec<f64>> = dx
-                        .par_chunks_mut(rows * d)
-                        .zip(x.par_chunks(rows * d).zip(dy.par_chunks(rows * d)))
-                        .map(|(dxc, (xc, dyc))| {
-                            let mut dw = vec![0f64; d];
-                            let mut xhat = vec![0f32; d];
-                            for ((dxr, xr), dyr) in
-                                dxc.chunks_exact_mut(d).zip(xc.chunks_exact(d)).zip(dyc.chunks_exact(d))
-                            {
-                                let (mean, rstd) = row_stats(xr, eps);
-                                let (mut sum_g, mut sum_gx) = (0f64, 0f64);
-                                for k in 0..d {
-                                    xhat[k] = (xr[k] - mean) * rstd;
-                                    let g = (dyr[k] * w[k]) as f64;
-                                    sum_g += g;
-                                    sum_gx += g * xhat[k] as f64;
-                                    dw[k] += (dyr[k] * xhat[k]) as f64;
-                                }
-                                let (mg, mgx) = ((sum_g / d as f64) as f32, (sum_gx / d as f64) as f32);
-                                for k in 0..d {
-                                    dxr[k] = rstd * (dyr[k] * w[k] - mg - xhat[k] * mgx);
-                                }
-                            }
-                            dw
-                        })
-                        .collect();
-                    let mut dw = vec![0f64; d];
-                    for p in partial {
-                        for (a, b) in dw.iter_mut().zip(p) {
-                            *a += b;
-                        }
-                    }
-                    (dx, dw.into_iter().map(|v| v as f32).collect::<Vec<f32>>())
-                })
-            })
-        })???;
-        Ok((Some(tensor(dx, x.shape(), x)?), Some(tensor(dw, w.shape(), w)?)))
-    }
 }
 
 // ---------------------------------------------------------------- GeGLU

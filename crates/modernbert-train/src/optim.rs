@@ -1,10 +1,11 @@
-//! StableAdamW (spec §7.4), exactly as FlexBERT/optimī run it for ModernBERT:
+//! AdamW with fully decoupled weight decay; StableAdamW (spec §7.4, exactly as FlexBERT/optimī
+//! run it for ModernBERT) when [`OptimizerConfig::update_clipping`] is on:
 //!
 //! ```text
 //! β̂1 = (β1^t − β1)/(β1^t − 1)      β̂2 = (β2^t − β2)/(β2^t − 1)      (bias correction in the betas)
 //! m ← m + (1 − β̂1)(g − m)          v ← β̂2·v + (1 − β̂2)·g²
 //! RMS = sqrt(mean(g² / max(v, ε²)))                                   (per tensor)
-//! η = lr_t / max(1, RMS)                                              (update clipping)
+//! η = lr_t / max(1, RMS)                                              (update clipping; else η = lr_t)
 //! p ← p·(1 − (η / max_lr)·wd)                                         (fully decoupled weight decay)
 //! p ← p − η·m / (sqrt(v) + ε)
 //! ```
@@ -12,6 +13,10 @@
 //! Parameter groups: no weight decay for tensors with ndim ≤ 1 or names ending in `.bias`
 //! (LayerNorm weights, `decoder.bias`), and — by default, as the issue asks — none for the token
 //! embedding either ([`OptimizerConfig::decay_embeddings`] = false; the authors' code decays it).
+//!
+//! The betas' bias correction makes `m` and `v` the bias-corrected moments of Adam, so without
+//! update clipping this is PyTorch's AdamW with `weight_decay = wd / max_lr` (what fine-tuning
+//! uses, with HF Trainer's groups: embeddings decayed).
 
 use crate::model::TrainModel;
 use crate::st::{self, HostTensor};
@@ -32,12 +37,61 @@ pub struct OptimizerConfig {
     pub eps: f64,
     /// Whether `model.embeddings.tok_embeddings.weight` is weight-decayed (the authors: yes; issue 4: no).
     pub decay_embeddings: bool,
+    /// StableAdamW's per-tensor update clipping by RMS (pretraining: yes; fine-tuning: plain AdamW).
+    pub update_clipping: bool,
 }
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        Self { beta1: 0.9, beta2: 0.98, eps: 1e-6, decay_embeddings: false }
+        Self { beta1: 0.9, beta2: 0.98, eps: 1e-6, decay_embeddings: false, update_clipping: true }
     }
+}
+
+impl OptimizerConfig {
+    /// Fine-tuning's AdamW: the GLUE recipe's betas and ε, no update clipping, HF Trainer's groups.
+    pub fn adamw() -> Self {
+        Self { decay_embeddings: true, update_clipping: false, ..Self::default() }
+    }
+}
+
+/// Adds one backward pass's gradients of `model`'s variables into `grads` (by name).
+pub fn accumulate(
+    grads: &mut BTreeMap<String, Tensor>,
+    model: &TrainModel,
+    store: &candle_core::backprop::GradStore,
+) -> Result<()> {
+    for (name, var) in model.vars() {
+        if let Some(g) = store.get(var.as_tensor()) {
+            let acc = match grads.remove(name) {
+                Some(a) => (a + g)?,
+                None => g.clone(),
+            };
+            grads.insert(name.clone(), acc);
+        }
+    }
+    Ok(())
+}
+
+/// The global L2 norm of `grads`.
+pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f64> {
+    let sq = grads
+        .values()
+        .map(|g| g.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64))
+        .sum::<candle_core::Result<f64>>()?;
+    Ok(sq.sqrt())
+}
+
+/// Scales `grads` so that their global norm is at most `max_norm` (as PyTorch's
+/// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when below 1); returns the norm before.
+pub fn clip_grad_norm(grads: &mut BTreeMap<String, Tensor>, max_norm: f64) -> Result<f64> {
+    let norm = grad_norm(grads)?;
+    let factor = max_norm / (norm + 1e-6);
+    if max_norm > 0.0 && factor < 1.0 {
+        for g in grads.values_mut() {
+            *g = (&*g * factor)?;
+        }
+    }
+    Ok(norm)
 }
 
 /// Whether a parameter gets weight decay.
@@ -63,14 +117,14 @@ pub struct StepStats {
     pub clipped: usize,
 }
 
-/// StableAdamW with per-parameter state.
-pub struct StableAdamW {
+/// AdamW / StableAdamW with per-parameter state.
+pub struct AdamW {
     cfg: OptimizerConfig,
     step: u64,
     state: BTreeMap<String, State>,
 }
 
-impl StableAdamW {
+impl AdamW {
     /// Fresh state (zeros) for every variable of `model`.
     pub fn new(cfg: OptimizerConfig, model: &TrainModel) -> Self {
         let state = model
@@ -132,10 +186,12 @@ impl StableAdamW {
                 sq += (gi as f64) * (gi as f64);
             }
             let rms = (ratio / g.len().max(1) as f64).sqrt();
-            if rms > 1.0 {
+            let eta = if self.cfg.update_clipping && rms > 1.0 {
                 stats.clipped += 1;
-            }
-            let eta = lr / rms.max(1.0);
+                lr / rms
+            } else {
+                lr
+            };
             let mut p: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
             let etaf = eta as f32;
             if weight_decay > 0.0 && s.decay {
@@ -162,7 +218,7 @@ impl StableAdamW {
         }
         let meta = HashMap::from([
             ("step".to_string(), self.step.to_string()),
-            ("optimizer".to_string(), "StableAdamW".to_string()),
+            ("optimizer".to_string(), if self.cfg.update_clipping { "StableAdamW" } else { "AdamW" }.to_string()),
             ("config".to_string(), serde_json::to_string(&self.cfg)?),
         ]);
         st::save(path, &tensors, meta)

@@ -13,7 +13,7 @@ use crate::data::shards::{Manifest, ShardSet, Split};
 use crate::data::{BatchSource, MaskingConfig, SourceConfig};
 use crate::init::{init_params, tile_model, InitConfig};
 use crate::model::{load_checkpoint_tensors, DropoutKey, TrainModel};
-use crate::optim::StableAdamW;
+use crate::optim::AdamW;
 use crate::rng::Rng;
 use crate::st::HostTensor;
 use anyhow::{bail, Context, Result};
@@ -23,7 +23,7 @@ use modernbert::Config;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Command-line overrides of a run.
@@ -164,40 +164,6 @@ pub fn evaluate(model: &TrainModel, run: &RunConfig, index: usize) -> Result<Opt
     }))
 }
 
-/// Appends JSON lines to `metrics.jsonl`.
-struct Metrics {
-    file: std::fs::File,
-}
-
-impl Metrics {
-    /// Opens the metrics file; on resume, drops records past the checkpoint's step first.
-    fn open(path: &Path, keep_up_to: Option<u64>) -> Result<Self> {
-        if let (Some(step), Ok(text)) = (keep_up_to, std::fs::read_to_string(path)) {
-            let kept: String = text
-                .lines()
-                .filter(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .and_then(|v| v["step"].as_u64())
-                        .is_some_and(|s| s <= step)
-                })
-                .map(|l| format!("{l}\n"))
-                .collect();
-            checkpoint::write_atomic(path, kept.as_bytes())?;
-        } else if keep_up_to.is_none() {
-            std::fs::write(path, b"")?;
-        }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { file })
-    }
-
-    fn log(&mut self, v: serde_json::Value) -> Result<()> {
-        writeln!(self.file, "{v}")?;
-        self.file.flush()?;
-        Ok(())
-    }
-}
-
 /// Runs (or resumes) a training run to the end of its last phase or `max_steps`.
 pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     run.validate()?;
@@ -220,14 +186,14 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             let dir = checkpoint::resolve_resume(path)?;
             let (state, _) = checkpoint::load_state(&dir)?;
             let model = TrainModel::load(&dir)?.with_kernels(run.model.kernels);
-            let mut opt = StableAdamW::new(run.optimizer, &model);
+            let mut opt = AdamW::new(run.optimizer, &model);
             opt.load(&dir.join("optimizer.safetensors"))?;
             eprintln!("resuming from {} (step {}, {} tokens)", dir.display(), state.step, state.tokens);
             (model, opt, state, Some(dir))
         }
         None => {
             let model = initial_model(&run, Some(&manifest))?;
-            let opt = StableAdamW::new(run.optimizer, &model);
+            let opt = AdamW::new(run.optimizer, &model);
             let state = TrainerState {
                 step: 0,
                 tokens: 0,
@@ -247,7 +213,7 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             manifest.tokenizer.vocab_size
         );
     }
-    let mut metrics = Metrics::open(&run.out_dir.join("metrics.jsonl"), opts.resume.as_ref().map(|_| state.step))?;
+    let mut metrics = checkpoint::MetricsLog::open(&run.out_dir.join("metrics.jsonl"), opts.resume.as_ref().map(|_| state.step))?;
     let max_steps = opts.max_steps.or(run.train.max_steps);
     let total_tokens = run.total_tokens();
     let progress = opts.progress.unwrap_or(run.train.progress);
@@ -349,24 +315,13 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             loss += out.loss.to_scalar::<f32>()? as f64 * w;
             correct += out.correct;
             let g = (out.loss * w)?.backward()?;
-            for (name, var) in model.vars() {
-                if let Some(gv) = g.get(var.as_tensor()) {
-                    let acc = match grads.remove(name) {
-                        Some(a) => (a + gv)?,
-                        None => gv.clone(),
-                    };
-                    grads.insert(name.clone(), acc);
-                }
-            }
+            crate::optim::accumulate(&mut grads, &model, &g)?;
             t_bwd += tb.elapsed().as_secs_f64();
         }
-        let grad_sq: f64 = grads
-            .values()
-            .map(|g| g.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64))
-            .sum::<candle_core::Result<f64>>()?;
-        if !loss.is_finite() || !grad_sq.is_finite() {
+        let grad_norm = crate::optim::grad_norm(&grads)?;
+        if !loss.is_finite() || !grad_norm.is_finite() {
             let what = if loss.is_finite() {
-                format!("the gradient norm is {}", grad_sq.sqrt())
+                format!("the gradient norm is {grad_norm}")
             } else {
                 format!("the loss is {loss}")
             };
@@ -415,7 +370,7 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         metrics.log(json!({
             "type": "train", "step": state.step, "tokens": state.tokens, "phase": index, "loss": loss,
             "accuracy": accuracy, "lr": lr, "rows": step_data.batches.len(), "predicted": total_pred,
-            "grad_norm": grad_sq.sqrt(), "clipped": stats.clipped, "tokens_per_sec": tps, "elapsed": state.elapsed_secs,
+            "grad_norm": grad_norm, "clipped": stats.clipped, "tokens_per_sec": tps, "elapsed": state.elapsed_secs,
         }))?;
         bar.set_position(state.tokens);
         bar.set_message(format!(

@@ -7,7 +7,7 @@
 
 use candle_core::{Device, Tensor};
 use modernbert_train::model::{Kernels, TrainModel};
-use modernbert_train::optim::{OptimizerConfig, StableAdamW};
+use modernbert_train::optim::{AdamW, OptimizerConfig};
 use modernbert_train::MlmBatch;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ fn run(kernels: Kernels) {
         candle_core::safetensors::load(root().join("tests/fixtures/train-step/reference.safetensors"), &Device::Cpu)
             .unwrap();
     let model = TrainModel::load(&root().join("tests/fixtures/odd-dims")).unwrap().with_kernels(kernels);
-    let mut opt = StableAdamW::new(OptimizerConfig::default(), &model);
+    let mut opt = AdamW::new(OptimizerConfig::default(), &model);
     let (lrs, max_lr, wd) = ([4e-3, 1e-2], 1e-2, 0.1);
     let (mut worst_loss, mut worst_grad, mut worst_update) = (0f32, 0f32, 0f32);
     for step in 1..=2usize {
@@ -88,7 +88,7 @@ fn stable_adamw_matches_pytorch_given_the_same_gradients() {
         candle_core::safetensors::load(root().join("tests/fixtures/train-step/reference.safetensors"), &Device::Cpu)
             .unwrap();
     let model = TrainModel::load(&root().join("tests/fixtures/odd-dims")).unwrap();
-    let mut opt = StableAdamW::new(OptimizerConfig::default(), &model);
+    let mut opt = AdamW::new(OptimizerConfig::default(), &model);
     let mut worst = 0f32;
     for (step, lr) in [(1, 4e-3), (2, 1e-2)] {
         let before = model.tensors().unwrap();
@@ -118,13 +118,13 @@ fn fused_model_matches_pytorch_training_steps() {
 #[test]
 fn weight_decay_groups() {
     let model = TrainModel::load(&root().join("tests/fixtures/odd-dims")).unwrap();
-    let opt = StableAdamW::new(OptimizerConfig::default(), &model);
+    let opt = AdamW::new(OptimizerConfig::default(), &model);
     let decayed = opt.decayed();
     assert!(decayed.iter().all(|n| n.ends_with("Wqkv.weight")
         || n.ends_with("Wo.weight")
         || n.ends_with("Wi.weight")
         || *n == "head.dense.weight"));
     assert_eq!(decayed.len(), 5 * 4 + 1);
-    let all = StableAdamW::new(OptimizerConfig { decay_embeddings: true, ..Default::default() }, &model);
+    let all = AdamW::new(OptimizerConfig { decay_embeddings: true, ..Default::default() }, &model);
     assert!(all.decayed().contains(&"model.embeddings.tok_embeddings.weight"));
 }

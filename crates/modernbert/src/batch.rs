@@ -47,9 +47,4 @@ impl Batch {
     pub fn max_len(&self) -> usize {
         self.cu_seqlens.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0)
     }
-
-    /// Index of the first token of every sequence.
-    pub fn first_tokens(&self) -> Vec<u32> {
-        self.cu_seqlens[..self.num_sequences()].to_vec()
-    }
 }

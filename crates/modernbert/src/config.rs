@@ -83,6 +83,51 @@ impl Pooling {
     }
 }
 
+/// What a classifier's outputs mean (`problem_type`), which decides its loss and output function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    /// One class per input: softmax, cross-entropy.
+    SingleLabel,
+    /// Any number of classes per input: sigmoid per label, binary cross-entropy.
+    MultiLabel,
+    /// Real-valued outputs: identity, mean squared error.
+    Regression,
+}
+
+impl ProblemType {
+    /// Parses HF's `problem_type` string.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "single_label_classification" => Some(ProblemType::SingleLabel),
+            "multi_label_classification" => Some(ProblemType::MultiLabel),
+            "regression" => Some(ProblemType::Regression),
+            _ => None,
+        }
+    }
+
+    /// HF's name of the problem type.
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            ProblemType::SingleLabel => "single_label_classification",
+            ProblemType::MultiLabel => "multi_label_classification",
+            ProblemType::Regression => "regression",
+        }
+    }
+}
+
+/// Dropout probabilities of `config.json` (training only; inference never drops).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Dropouts {
+    /// After the embedding LayerNorm (`embedding_dropout`).
+    pub embedding: f64,
+    /// After the attention output projection (`attention_dropout`).
+    pub attention: f64,
+    /// Between the GeGLU and the MLP output projection (`mlp_dropout`).
+    pub mlp: f64,
+    /// Between the classifier's prediction head and its output layer (`classifier_dropout`).
+    pub classifier: f64,
+}
+
 /// A validated ModernBERT configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -113,6 +158,10 @@ pub struct Config {
     /// Label names by class index (`id2label`), if any.
     pub id2label: BTreeMap<usize, String>,
     pub num_labels: usize,
+    /// `problem_type`, if the config names one.
+    pub problem_type: Option<ProblemType>,
+    /// Training-time dropout probabilities.
+    pub dropout: Dropouts,
     pub pad_token_id: u32,
     pub cls_token_id: u32,
     pub sep_token_id: u32,
@@ -237,6 +286,24 @@ impl Config {
                 format!("expected \"cls\" or \"mean\", found {classifier_pooling_name:?}"),
             )
         })?;
+        let problem_type = match f.opt_str("problem_type")? {
+            None => None,
+            Some(name) => Some(ProblemType::parse(name).ok_or_else(|| {
+                Error::config(
+                    "problem_type",
+                    format!(
+                        "expected \"single_label_classification\", \"multi_label_classification\" or \"regression\", \
+                         found {name:?}"
+                    ),
+                )
+            })?),
+        };
+        let dropout = Dropouts {
+            embedding: f.probability("embedding_dropout")?,
+            attention: f.probability("attention_dropout")?,
+            mlp: f.probability("mlp_dropout")?,
+            classifier: f.probability("classifier_dropout")?,
+        };
         let architecture = match map.get("architectures") {
             Some(Value::Array(a)) => a.first().and_then(|v| v.as_str()).map(str::to_string),
             _ => None,
@@ -270,6 +337,8 @@ impl Config {
             classifier_bias: f.bool_or("classifier_bias", false)?,
             id2label,
             num_labels,
+            problem_type,
+            dropout,
             pad_token_id: f.usize_or("pad_token_id", 50283)? as u32,
             cls_token_id: f.usize_or("cls_token_id", f.usize_or("bos_token_id", 50281)?)? as u32,
             sep_token_id: f.usize_or("sep_token_id", f.usize_or("eos_token_id", 50282)?)? as u32,
@@ -329,25 +398,26 @@ fn rope_theta(rope: &Map<String, Value>, layer_type: &str, fallback: f64) -> Res
 
 impl Config {
     /// `config.json` in the original ModernBERT key form (`global_attn_every_n_layers`,
-    /// `global_rope_theta`, …) for `ModernBertForMaskedLM`, which HF transformers 4.48+ and 5 load;
-    /// dropouts are 0 and the init keys HF's defaults (writers of training checkpoints override them).
+    /// `global_rope_theta`, …), which HF transformers 4.48+ and 5 load: the architecture (default
+    /// `ModernBertForMaskedLM`), the labels of a classifier, the dropouts; the init keys are HF's
+    /// defaults (writers of training checkpoints override them).
     pub fn to_hf_json(&self) -> Value {
         let every = (1..=self.num_hidden_layers.max(1))
             .find(|&n| self.layer_types.iter().enumerate().all(|(i, t)| (*t == LayerType::Global) == (i % n == 0)));
         let mut v = serde_json::json!({
-            "architectures": ["ModernBertForMaskedLM"],
+            "architectures": [self.architecture.as_deref().unwrap_or("ModernBertForMaskedLM")],
             "model_type": "modernbert",
             "attention_bias": self.attention_bias,
-            "attention_dropout": 0.0,
+            "attention_dropout": self.dropout.attention,
             "bos_token_id": self.cls_token_id,
             "classifier_activation": self.classifier_activation.hf_name(),
             "classifier_bias": self.classifier_bias,
-            "classifier_dropout": 0.0,
+            "classifier_dropout": self.dropout.classifier,
             "classifier_pooling": self.classifier_pooling.name(),
             "cls_token_id": self.cls_token_id,
             "decoder_bias": self.decoder_bias,
             "deterministic_flash_attn": false,
-            "embedding_dropout": 0.0,
+            "embedding_dropout": self.dropout.embedding,
             "eos_token_id": self.sep_token_id,
             "global_attn_every_n_layers": every.unwrap_or(1),
             "global_rope_theta": self.global_rope_theta,
@@ -362,7 +432,7 @@ impl Config {
             "local_rope_theta": self.local_rope_theta,
             "max_position_embeddings": self.max_position_embeddings,
             "mlp_bias": self.mlp_bias,
-            "mlp_dropout": 0.0,
+            "mlp_dropout": self.dropout.mlp,
             "norm_bias": self.norm_bias,
             "norm_eps": self.norm_eps,
             "num_attention_heads": self.num_attention_heads,
@@ -384,6 +454,15 @@ impl Config {
                 .map(|t| if *t == LayerType::Global { "full_attention" } else { "sliding_attention" })
                 .collect();
             v["layer_types"] = serde_json::json!(types);
+        }
+        if !self.id2label.is_empty() || self.architecture.as_deref().is_some_and(|a| a.contains("Classification")) {
+            let labels: Vec<String> = (0..self.num_labels).map(|i| self.label(i)).collect();
+            v["id2label"] = labels.iter().enumerate().map(|(i, l)| (i.to_string(), Value::from(l.as_str()))).collect();
+            v["label2id"] = labels.iter().enumerate().map(|(i, l)| (l.clone(), Value::from(i))).collect();
+            v["num_labels"] = Value::from(self.num_labels);
+        }
+        if let Some(p) = self.problem_type {
+            v["problem_type"] = Value::from(p.hf_name());
         }
         v
     }
@@ -424,6 +503,17 @@ impl Fields<'_> {
         }
     }
 
+    /// A dropout probability in `[0, 1)`; absent means 0.
+    fn probability(&self, key: &str) -> Result<f64> {
+        match self.present(key) {
+            None => Ok(0.0),
+            Some(v) => v
+                .as_f64()
+                .filter(|p| (0.0..1.0).contains(p))
+                .ok_or_else(|| Error::config(key, format!("expected a probability in [0, 1), found {v}"))),
+        }
+    }
+
     fn opt_str(&self, key: &str) -> Result<Option<&str>> {
         match self.present(key) {
             None => Ok(None),
@@ -440,7 +530,13 @@ mod tests {
     fn hf_json_round_trips() {
         let mut odd = Config::preset("base").unwrap();
         odd.layer_types[4] = LayerType::Global; // not "every n": needs the layer_types list
-        for cfg in [Config::preset("base").unwrap(), Config::preset("large").unwrap(), odd] {
+        let mut classifier = Config::preset("base").unwrap();
+        classifier.architecture = Some("ModernBertForSequenceClassification".into());
+        classifier.num_labels = 3;
+        classifier.id2label = [(0, "neg".to_string()), (1, "neu".into()), (2, "pos".into())].into();
+        classifier.problem_type = Some(ProblemType::MultiLabel);
+        classifier.dropout.classifier = 0.1;
+        for cfg in [Config::preset("base").unwrap(), Config::preset("large").unwrap(), odd, classifier] {
             let back = Config::from_json(&cfg.to_hf_json().to_string()).unwrap();
             assert_eq!(format!("{back:?}"), format!("{cfg:?}"));
         }
@@ -485,6 +581,8 @@ mod tests {
             (r#"{"model_type":"modernbert","classifier_pooling":"max"}"#, "classifier_pooling"),
             (r#"{"model_type":"modernbert","hidden_activation":"mish"}"#, "hidden_activation"),
             (r#"{"model_type":"modernbert","norm_eps":-1}"#, "norm_eps"),
+            (r#"{"model_type":"modernbert","problem_type":"ranking"}"#, "problem_type"),
+            (r#"{"model_type":"modernbert","classifier_dropout":1.5}"#, "classifier_dropout"),
             (
                 r#"{"model_type":"modernbert","rope_parameters":{"full_attention":{"rope_type":"yarn"}}}"#,
                 "rope_parameters.full_attention",

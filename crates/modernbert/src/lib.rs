@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Layout: [`config`] parses `config.json`, [`weights`] maps safetensors, [`tokenizer`] wraps
-//! `tokenizer.json`, [`model`] is the encoder, [`heads`] the task heads, [`pooling`] the
-//! sequence reductions, [`tasks`] the user-level jobs (fill-mask, embed, classify).
+//! `tokenizer.json`, [`params`] is the table of parameters, [`model`] the encoder, [`heads`] the
+//! task heads, [`pooling`] the sequence reductions, [`tasks`] the user-level jobs (fill-mask,
+//! embed, classify).
 
 pub mod batch;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod heads;
 pub mod hub;
 pub mod model;
 pub mod ops;
+pub mod params;
 pub mod pooling;
 pub mod rng;
 pub mod tasks;
@@ -25,10 +27,11 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use batch::Batch;
-pub use config::{Config, Pooling};
+pub use config::{Config, Pooling, ProblemType};
 pub use error::{Error, Result};
 pub use heads::Head;
 pub use model::{ModernBert, Precision};
+pub use params::HeadKind;
 pub use tokenizer::{Encoding, Tokenizer, Truncation, TruncationSide};
 
 use candle_core::Device;
@@ -77,8 +80,9 @@ impl Model {
         dir: &Path,
         precision: Precision,
     ) -> Result<Self> {
+        let kind = HeadKind::of(&config, |name| weights.contains(name))?;
         let backbone = ModernBert::load(weights, &config, precision)?;
-        let head = Head::load(weights, &config, &backbone)?;
+        let head = Head::load(weights, &config, kind, backbone.embeddings().weight())?;
         Ok(Self { config, backbone, head, tokenizer, dir: dir.to_path_buf() })
     }
 

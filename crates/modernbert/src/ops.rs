@@ -1,10 +1,12 @@
 //! candle custom ops that run the fused kernels of `modernbert-kernels` on CPU tensors.
 //!
-//! Inference only: no `bwd` (modernbert-train has its own ops with backward passes, and shares
-//! [`f32_data`]).
+//! Inference ops have no `bwd`; [`layer_norm`] has one, since the task heads (shared by inference
+//! and training) use it. modernbert-train adds the other ops with backward passes and shares the
+//! helpers here.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Storage, Tensor};
+use rayon::prelude::*;
 use modernbert_kernels::{Bf16Linear, Int8Linear, RopeTable};
 use std::sync::Arc;
 
@@ -18,27 +20,123 @@ pub fn f32_data<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> candl
     Ok(&data[start..end])
 }
 
-/// Bias-free LayerNorm over the last dimension.
-pub struct LayerNormOp<'w> {
-    pub weight: &'w [f32],
-    pub eps: f32,
+/// Runs `f` on the contiguous f32 data of a CPU tensor.
+pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
+        candle_core::bail!("expected an f32 CPU tensor, found {:?}", t.dtype())
+    };
+    let (a, b) = layout.contiguous_offsets().expect("contiguous");
+    Ok(f(&data[a..b]))
 }
 
-impl CustomOp1 for LayerNormOp<'_> {
+/// A tensor of `data` with `shape` on the device of `like`.
+pub fn tensor(data: Vec<f32>, shape: &Shape, like: &Tensor) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(data, shape.clone(), like.device())
+}
+
+/// Rows per rayon task so that each task has roughly `64k` floats of work.
+pub fn rows_per_task(width: usize) -> usize {
+    (65_536 / width.max(1)).max(1)
+}
+
+// ---------------------------------------------------------------- LayerNorm
+
+/// Bias-free LayerNorm `[.., D]` with weight `[D]` (the fused kernel); gradients for both.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op2(&weight.contiguous()?, LayerNormOp { eps })
+}
+
+struct LayerNormOp {
+    eps: f32,
+}
+
+/// Mean and 1/std of one row (f64 accumulation, biased variance).
+fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f64;
+    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
+}
+
+impl CustomOp2 for LayerNormOp {
     fn name(&self) -> &'static str {
         "layer-norm"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = f32_data(self.name(), storage, layout)?;
-        if layout.dims().last() != Some(&self.weight.len()) {
-            candle_core::bail!("layer-norm: input {:?} does not end in {}", layout.dims(), self.weight.len())
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_data(self.name(), s1, l1)?;
+        let w = f32_data(self.name(), s2, l2)?;
+        if l1.dims().last() != Some(&w.len()) {
+            candle_core::bail!("layer-norm: input {:?} does not end in {}", l1.dims(), w.len())
         }
         let mut out = vec![0f32; x.len()];
-        modernbert_kernels::layer_norm(x, self.weight, self.eps, &mut out);
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+        modernbert_kernels::layer_norm(x, w, self.eps, &mut out);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = w.elem_count();
+        let eps = self.eps;
+        let (dx, dw) = with_f32(x, |x| {
+            with_f32(w, |w| {
+                with_f32(dy, |dy| {
+                    let mut dx = vec![0f32; x.len()];
+                    let rows = rows_per_task(d);
+                    let partial: Vec<Vec<f64>> = dx
+                        .par_chunks_mut(rows * d)
+                        .zip(x.par_chunks(rows * d).zip(dy.par_chunks(rows * d)))
+                        .map(|(dxc, (xc, dyc))| {
+                            let mut dw = vec![0f64; d];
+                            let mut xhat = vec![0f32; d];
+                            for ((dxr, xr), dyr) in
+                                dxc.chunks_exact_mut(d).zip(xc.chunks_exact(d)).zip(dyc.chunks_exact(d))
+                            {
+                                let (mean, rstd) = row_stats(xr, eps);
+                                let (mut sum_g, mut sum_gx) = (0f64, 0f64);
+                                for k in 0..d {
+                                    xhat[k] = (xr[k] - mean) * rstd;
+                                    let g = (dyr[k] * w[k]) as f64;
+                                    sum_g += g;
+                                    sum_gx += g * xhat[k] as f64;
+                                    dw[k] += (dyr[k] * xhat[k]) as f64;
+                                }
+                                let (mg, mgx) = ((sum_g / d as f64) as f32, (sum_gx / d as f64) as f32);
+                                for k in 0..d {
+                                    dxr[k] = rstd * (dyr[k] * w[k] - mg - xhat[k] * mgx);
+                                }
+                            }
+                            dw
+                        })
+                        .collect();
+                    let mut dw = vec![0f64; d];
+                    for p in partial {
+                        for (a, b) in dw.iter_mut().zip(p) {
+                            *a += b;
+                        }
+                    }
+                    (dx, dw.into_iter().map(|v| v as f32).collect::<Vec<f32>>())
+                })
+            })
+        })???;
+        Ok((Some(tensor(dx, x.shape(), x)?), Some(tensor(dw, w.shape(), w)?)))
     }
 }
+
+// ---------------------------------------------------------------- inference-only ops
 
 /// GeGLU on `[tokens, 2 * inter]` → `[tokens, inter]`.
 pub struct GegluOp;

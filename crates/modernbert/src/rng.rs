@@ -77,6 +77,14 @@ impl Rng {
         }
     }
 
+    /// Shuffles `items` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+
     /// The raw state (for checkpoints).
     pub fn state(&self) -> u64 {
         self.state

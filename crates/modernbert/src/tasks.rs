@@ -4,7 +4,7 @@
 //! [`MAX_BATCH_TOKENS`] tokens; results come back in input order.
 
 use crate::batch::Batch;
-use crate::config::Pooling;
+use crate::config::{Pooling, ProblemType};
 use crate::error::{Error, Result};
 use crate::heads::Head;
 use crate::pooling::{l2_normalize, pool};
@@ -59,8 +59,10 @@ pub enum Embedding {
 #[derive(Debug, Clone, Serialize)]
 pub struct Classification {
     pub logits: Vec<f32>,
+    /// The best label.
     pub label: String,
-    /// Probability of `label` (softmax; sigmoid for single-logit models).
+    /// Probability of `label` (softmax; sigmoid per label for multi-label and single-logit
+    /// models); the predicted value for regression.
     pub score: f32,
 }
 
@@ -238,7 +240,7 @@ impl Model {
     pub fn embed_ids(&self, sequences: &[&[u32]], pooling: Option<Pooling>, normalize: bool) -> Result<Vec<Embedding>> {
         self.map_batches(sequences, |batch, hidden| match pooling {
             Some(p) => {
-                let mut pooled = pool(hidden, batch, p)?;
+                let mut pooled = pool(hidden, &batch.cu_seqlens, p)?;
                 if normalize {
                     pooled = l2_normalize(&pooled)?;
                 }
@@ -256,60 +258,73 @@ impl Model {
         })
     }
 
-    /// Classifies texts (or text pairs) with a sequence- or token-classification head.
-    pub fn classify(&self, inputs: &[(&str, Option<&str>)], truncate_to: Option<usize>) -> Result<Vec<ClassifyOutput>> {
-        let encodings = self.encode(inputs, truncate_to)?;
-        let sequences: Vec<&[u32]> = encodings.iter().map(|e| e.ids.as_slice()).collect();
+    /// Classifier logits for token-id sequences that already carry [CLS]/[SEP]: per sequence, one
+    /// row for a sequence classifier, one row per token for a token classifier.
+    pub fn classifier_logits(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<Vec<f32>>>> {
         match &self.head {
-            Head::SequenceClassification(head) => self.map_batches(&sequences, |batch, hidden| {
-                let logits = head.sequence_logits(hidden, batch)?.to_vec2::<f32>()?;
-                Ok(logits.into_iter().map(|l| ClassifyOutput::Sequence(self.label_logits(l))).collect())
+            Head::SequenceClassification(head) => self.map_batches(sequences, |batch, hidden| {
+                let logits = head.sequence_logits(hidden, &batch.cu_seqlens)?.to_vec2::<f32>()?;
+                Ok(logits.into_iter().map(|l| vec![l]).collect())
             }),
-            Head::TokenClassification(head) => {
-                let per_sequence = self.map_batches(&sequences, |batch, hidden| {
-                    let logits = head.token_logits(hidden)?;
-                    (0..batch.num_sequences())
-                        .map(|b| {
-                            let r = batch.range(b);
-                            Ok(logits.narrow(0, r.start, r.len())?.to_vec2::<f32>()?)
-                        })
-                        .collect()
-                })?;
-                Ok(per_sequence
-                    .into_iter()
-                    .zip(&encodings)
-                    .map(|(logits, enc)| {
-                        let labels = logits
-                            .into_iter()
-                            .enumerate()
-                            .filter(|(t, _)| enc.special_tokens_mask[*t] == 0)
-                            .map(|(t, l)| {
-                                let c = self.label_logits(l);
-                                TokenLabel {
-                                    token: enc.tokens[t].clone(),
-                                    start: enc.offsets[t].0,
-                                    end: enc.offsets[t].1,
-                                    label: c.label,
-                                    score: c.score,
-                                    logits: c.logits,
-                                }
-                            })
-                            .collect();
-                        ClassifyOutput::Tokens(labels)
+            Head::TokenClassification(head) => self.map_batches(sequences, |batch, hidden| {
+                let logits = head.token_logits(hidden)?;
+                (0..batch.num_sequences())
+                    .map(|b| {
+                        let r = batch.range(b);
+                        Ok(logits.narrow(0, r.start, r.len())?.to_vec2::<f32>()?)
                     })
-                    .collect())
-            }
+                    .collect()
+            }),
             other => Err(Error::Input(format!("classify needs a classification model, this is {}", other.name()))),
         }
     }
 
+    /// Classifies texts (or text pairs) with a sequence- or token-classification head.
+    pub fn classify(&self, inputs: &[(&str, Option<&str>)], truncate_to: Option<usize>) -> Result<Vec<ClassifyOutput>> {
+        let encodings = self.encode(inputs, truncate_to)?;
+        let sequences: Vec<&[u32]> = encodings.iter().map(|e| e.ids.as_slice()).collect();
+        let logits = self.classifier_logits(&sequences)?;
+        Ok(logits
+            .into_iter()
+            .zip(&encodings)
+            .map(|(rows, enc)| match self.head {
+                Head::TokenClassification(_) => ClassifyOutput::Tokens(
+                    rows.into_iter()
+                        .enumerate()
+                        .filter(|(t, _)| enc.special_tokens_mask[*t] == 0)
+                        .map(|(t, l)| {
+                            let c = self.label_logits(l);
+                            TokenLabel {
+                                token: enc.tokens[t].clone(),
+                                start: enc.offsets[t].0,
+                                end: enc.offsets[t].1,
+                                label: c.label,
+                                score: c.score,
+                                logits: c.logits,
+                            }
+                        })
+                        .collect(),
+                ),
+                _ => ClassifyOutput::Sequence(self.label_logits(rows.into_iter().next().unwrap_or_default())),
+            })
+            .collect())
+    }
+
+    /// The label and score of one row of logits, by HF's text-classification rule: identity for
+    /// regression, sigmoid for multi-label or single-output models, else softmax.
     fn label_logits(&self, logits: Vec<f32>) -> Classification {
-        let (index, score) = if logits.len() == 1 {
-            (0, 1.0 / (1.0 + (-logits[0]).exp()))
-        } else {
-            let p = softmax(&logits);
-            let best = top_k_indices(&p, 1)[0];
-            (best, p[best])
+        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
+        let (index, score) = match (self.config.problem_type, logits.len()) {
+            (Some(ProblemType::Regression), _) => (0, logits[0]),
+            (Some(ProblemType::MultiLabel), _) | (None, 1) => {
+                let best = top_k_indices(&logits, 1)[0];
+                (best, sigmoid(logits[best]))
+            }
+            _ => {
+                let p = softmax(&logits);
+                let best = top_k_indices(&p, 1)[0];
+                (best, p[best])
+            }
         };
         Classification { label: self.config.label(index), score, logits }
     }

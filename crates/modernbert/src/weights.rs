@@ -153,38 +153,23 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl Weights {
-    /// Random weights for `cfg` (normal, σ = 0.02; norms = 1), named like an HF masked-LM
-    /// checkpoint. For benchmarks: speed does not depend on the values.
+    /// Random weights for `cfg` with the head `cfg.architecture` names (default: masked LM), named
+    /// like an HF checkpoint (normal, σ = 0.02; norms = 1). For benchmarks and tests: speed does
+    /// not depend on the values.
     pub fn random(cfg: &crate::Config, device: &Device) -> Result<Self> {
-        let (d, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-        let mut shapes: Vec<(String, Vec<usize>)> = vec![
-            ("model.embeddings.tok_embeddings.weight".into(), vec![v, d]),
-            ("model.embeddings.norm.weight".into(), vec![d]),
-            ("model.final_norm.weight".into(), vec![d]),
-            ("head.dense.weight".into(), vec![d, d]),
-            ("head.norm.weight".into(), vec![d]),
-            ("decoder.bias".into(), vec![v]),
-        ];
-        for l in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{l}");
-            if l > 0 {
-                shapes.push((format!("{p}.attn_norm.weight"), vec![d]));
-            }
-            shapes.push((format!("{p}.attn.Wqkv.weight"), vec![3 * d, d]));
-            shapes.push((format!("{p}.attn.Wo.weight"), vec![d, d]));
-            shapes.push((format!("{p}.mlp_norm.weight"), vec![d]));
-            shapes.push((format!("{p}.mlp.Wi.weight"), vec![2 * i, d]));
-            shapes.push((format!("{p}.mlp.Wo.weight"), vec![d, i]));
-        }
-        let tensors = shapes
+        let head = match &cfg.architecture {
+            Some(arch) => crate::params::HeadKind::from_architecture(arch)?,
+            None => crate::params::HeadKind::MaskedLm,
+        };
+        let tensors = crate::params::param_specs(cfg, head)
             .into_iter()
-            .map(|(name, shape)| {
-                let t = if shape.len() == 1 {
-                    Tensor::ones(shape, candle_core::DType::F32, device)?
+            .map(|spec| {
+                let t = if spec.shape.len() == 1 {
+                    Tensor::ones(spec.shape, candle_core::DType::F32, device)?
                 } else {
-                    Tensor::randn(0f32, 0.02, shape, device)?
+                    Tensor::randn(0f32, 0.02, spec.shape, device)?
                 };
-                Ok((name, t))
+                Ok((spec.name, t))
             })
             .collect::<Result<HashMap<_, _>>>()?;
         Self::from_tensors(tensors, device)

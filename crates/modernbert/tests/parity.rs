@@ -46,8 +46,8 @@ fn check(model_dir: &Path, expected_dir: &Path) -> Vec<(String, f32)> {
     for b in 0..sequences.len() {
         record(&format!("hidden.{b}"), &rows(&hidden, b), &expected[&format!("hidden.{b}")]);
     }
-    record("mean_pooled", &pool(&hidden, &batch, Pooling::Mean).unwrap(), &expected["mean_pooled"]);
-    record("cls_pooled", &pool(&hidden, &batch, Pooling::Cls).unwrap(), &expected["cls_pooled"]);
+    record("mean_pooled", &pool(&hidden, &batch.cu_seqlens, Pooling::Mean).unwrap(), &expected["mean_pooled"]);
+    record("cls_pooled", &pool(&hidden, &batch.cu_seqlens, Pooling::Cls).unwrap(), &expected["cls_pooled"]);
     match &model.head {
         Head::MaskedLm(mlm) => {
             let cols = expected["mlm_logits_cols"].to_dtype(candle_core::DType::U32).unwrap();
@@ -57,7 +57,7 @@ fn check(model_dir: &Path, expected_dir: &Path) -> Vec<(String, f32)> {
             }
         }
         Head::SequenceClassification(head) => {
-            record("seq_logits", &head.sequence_logits(&hidden, &batch).unwrap(), &expected["seq_logits"]);
+            record("seq_logits", &head.sequence_logits(&hidden, &batch.cu_seqlens).unwrap(), &expected["seq_logits"]);
         }
         Head::TokenClassification(head) => {
             let logits = head.token_logits(&hidden).unwrap();
@@ -131,7 +131,7 @@ fn reduced_precision_tracks_f32() {
         for (precision, min_cosine) in [(Precision::Bf16, 0.999), (Precision::Int8, 0.99)] {
             let model = Model::load_with(&dir, precision).unwrap();
             let hidden = model.backbone.forward(&batch).unwrap();
-            let pooled = pool(&hidden, &batch, Pooling::Mean).unwrap().to_vec2::<f32>().unwrap();
+            let pooled = pool(&hidden, &batch.cu_seqlens, Pooling::Mean).unwrap().to_vec2::<f32>().unwrap();
             for (ours, theirs) in pooled.iter().zip(&reference) {
                 let dot: f32 = ours.iter().zip(theirs).map(|(a, b)| a * b).sum();
                 let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -5,7 +5,7 @@ use crate::batch::Batch;
 use crate::config::{Config, LayerType};
 use crate::error::Result;
 use crate::ops::{self, AttentionOp};
-use crate::weights::Weights;
+use crate::params::Params;
 use candle_core::Tensor;
 use modernbert_kernels::RopeTable;
 use std::sync::Arc;
@@ -24,14 +24,14 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// Loads `layers.{index}.attn`; `rope` is the table for this layer's type.
-    pub fn load(w: &Weights, cfg: &Config, index: usize, rope: Arc<RopeTable>, precision: Precision) -> Result<Self> {
+    /// Loads `model.layers.{index}.attn`; `rope` is the table for this layer's type.
+    pub fn load(w: &dyn Params, cfg: &Config, index: usize, rope: Arc<RopeTable>, precision: Precision) -> Result<Self> {
         let d = cfg.hidden_size;
-        let name = format!("layers.{index}.attn");
+        let name = format!("model.layers.{index}.attn");
         let bias = cfg.attention_bias;
         Ok(Self {
-            wqkv: Linear::load_backbone(w, &format!("{name}.Wqkv"), (3 * d, d), bias, precision)?,
-            wo: Linear::load_backbone(w, &format!("{name}.Wo"), (d, d), bias, precision)?,
+            wqkv: Linear::load(w, &format!("{name}.Wqkv"), (3 * d, d), bias, precision)?,
+            wo: Linear::load(w, &format!("{name}.Wo"), (d, d), bias, precision)?,
             num_heads: cfg.num_attention_heads,
             head_dim: cfg.head_dim(),
             window: match cfg.layer_types[index] {

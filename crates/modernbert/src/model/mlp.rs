@@ -4,7 +4,7 @@ use super::nn::{activate, Linear, Precision};
 use crate::config::{Activation, Config};
 use crate::error::Result;
 use crate::ops::{self, GegluOp};
-use crate::weights::Weights;
+use crate::params::Params;
 use candle_core::{Tensor, D};
 
 /// Gated MLP of one layer.
@@ -16,13 +16,13 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// Loads `layers.{index}.mlp`.
-    pub fn load(w: &Weights, cfg: &Config, index: usize, precision: Precision) -> Result<Self> {
+    /// Loads `model.layers.{index}.mlp`.
+    pub fn load(w: &dyn Params, cfg: &Config, index: usize, precision: Precision) -> Result<Self> {
         let (d, i) = (cfg.hidden_size, cfg.intermediate_size);
-        let name = format!("layers.{index}.mlp");
+        let name = format!("model.layers.{index}.mlp");
         Ok(Self {
-            wi: Linear::load_backbone(w, &format!("{name}.Wi"), (2 * i, d), cfg.mlp_bias, precision)?,
-            wo: Linear::load_backbone(w, &format!("{name}.Wo"), (d, i), cfg.mlp_bias, precision)?,
+            wi: Linear::load(w, &format!("{name}.Wi"), (2 * i, d), cfg.mlp_bias, precision)?,
+            wo: Linear::load(w, &format!("{name}.Wo"), (d, i), cfg.mlp_bias, precision)?,
             act: cfg.hidden_activation,
             inter: i,
         })

@@ -15,7 +15,7 @@ pub use nn::Precision;
 use crate::batch::Batch;
 use crate::config::{Config, LayerType};
 use crate::error::{Error, Result};
-use crate::weights::Weights;
+use crate::params::Params;
 use candle_core::Tensor;
 use modernbert_kernels::RopeTable;
 use std::sync::Arc;
@@ -27,10 +27,10 @@ pub struct Embeddings {
 }
 
 impl Embeddings {
-    fn load(w: &Weights, cfg: &Config) -> Result<Self> {
+    fn load(w: &dyn Params, cfg: &Config) -> Result<Self> {
         Ok(Self {
-            tok_embeddings: w.backbone("embeddings.tok_embeddings.weight", &[cfg.vocab_size, cfg.hidden_size])?,
-            norm: LayerNorm::load(w, "embeddings.norm", cfg.hidden_size, cfg.norm_eps, cfg.norm_bias, true)?,
+            tok_embeddings: w.tensor("model.embeddings.tok_embeddings.weight", &[cfg.vocab_size, cfg.hidden_size])?,
+            norm: LayerNorm::load(w, "model.embeddings.norm", cfg.hidden_size, cfg.norm_eps, cfg.norm_bias)?,
         })
     }
 
@@ -53,19 +53,19 @@ pub struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn load(w: &Weights, cfg: &Config, index: usize, rope: Arc<RopeTable>, precision: Precision) -> Result<Self> {
+    fn load(w: &dyn Params, cfg: &Config, index: usize, rope: Arc<RopeTable>, precision: Precision) -> Result<Self> {
         let d = cfg.hidden_size;
-        let attn_norm_name = format!("layers.{index}.attn_norm");
+        let attn_norm_name = format!("model.layers.{index}.attn_norm");
         // HF checkpoints never store layers.0.attn_norm; accept one only where it exists.
-        let attn_norm = if index == 0 && !w.contains_backbone(&format!("{attn_norm_name}.weight")) {
+        let attn_norm = if index == 0 && !w.has(&format!("{attn_norm_name}.weight")) {
             None
         } else {
-            Some(LayerNorm::load(w, &attn_norm_name, d, cfg.norm_eps, cfg.norm_bias, true)?)
+            Some(LayerNorm::load(w, &attn_norm_name, d, cfg.norm_eps, cfg.norm_bias)?)
         };
         Ok(Self {
             attn_norm,
             attn: Attention::load(w, cfg, index, rope, precision)?,
-            mlp_norm: LayerNorm::load(w, &format!("layers.{index}.mlp_norm"), d, cfg.norm_eps, cfg.norm_bias, true)?,
+            mlp_norm: LayerNorm::load(w, &format!("model.layers.{index}.mlp_norm"), d, cfg.norm_eps, cfg.norm_bias)?,
             mlp: Mlp::load(w, cfg, index, precision)?,
         })
     }
@@ -92,7 +92,7 @@ pub struct ModernBert {
 impl ModernBert {
     /// Loads the backbone tensors (with or without the `model.` prefix); the encoder's linear
     /// layers are packed for `precision`.
-    pub fn load(w: &Weights, config: &Config, precision: Precision) -> Result<Self> {
+    pub fn load(w: &dyn Params, config: &Config, precision: Precision) -> Result<Self> {
         let head_dim = config.head_dim();
         let max_pos = config.max_position_embeddings;
         let global = Arc::new(RopeTable::new(config.global_rope_theta as f32, head_dim, max_pos));
@@ -114,7 +114,7 @@ impl ModernBert {
             config: config.clone(),
             embeddings: Embeddings::load(w, config)?,
             layers,
-            final_norm: LayerNorm::load(w, "final_norm", config.hidden_size, config.norm_eps, config.norm_bias, true)?,
+            final_norm: LayerNorm::load(w, "model.final_norm", config.hidden_size, config.norm_eps, config.norm_bias)?,
         })
     }
 

@@ -2,8 +2,8 @@
 
 use crate::config::Activation;
 use crate::error::{Error, Result};
-use crate::ops::{self, LayerNormOp, PackedLinearOp};
-use crate::weights::Weights;
+use crate::ops::{self, PackedLinearOp};
+use crate::params::Params;
 use candle_core::Tensor;
 use modernbert_kernels::{Bf16Linear, Int8Linear};
 use std::sync::Arc;
@@ -53,30 +53,23 @@ impl Linear {
         Self { weight: LinearWeight::F32(weight), bias }
     }
 
-    /// Loads `{name}.weight` `[out, in]` and, if `bias`, `{name}.bias` `[out]` from the backbone,
+    /// Loads `{name}.weight` `[out, in]` and, if `bias`, `{name}.bias` `[out]` (full HF names),
     /// packing the weight for `precision`.
-    pub fn load_backbone(
-        w: &Weights,
+    pub fn load(
+        p: &dyn Params,
         name: &str,
         (out, inp): (usize, usize),
         bias: bool,
         precision: Precision,
     ) -> Result<Self> {
-        let weight = w.backbone(&format!("{name}.weight"), &[out, inp])?;
-        let bias = if bias { Some(w.backbone(&format!("{name}.bias"), &[out])?) } else { None };
+        let weight = p.tensor(&format!("{name}.weight"), &[out, inp])?;
+        let bias = if bias { Some(p.tensor(&format!("{name}.bias"), &[out])?) } else { None };
         let weight = match precision {
             Precision::F32 => LinearWeight::F32(weight),
             Precision::Bf16 => LinearWeight::Bf16(Arc::new(Bf16Linear::new(&flat(&weight)?, out, inp))),
             Precision::Int8 => LinearWeight::Int8(Arc::new(Int8Linear::new(&flat(&weight)?, out, inp))),
         };
         Ok(Self { weight, bias })
-    }
-
-    /// Loads a head linear layer (no prefix, always f32).
-    pub fn load_head(w: &Weights, name: &str, out: usize, inp: usize, bias: bool) -> Result<Self> {
-        let weight = w.get(&format!("{name}.weight"), &[out, inp])?;
-        let bias = if bias { Some(w.get(&format!("{name}.bias"), &[out])?) } else { None };
-        Ok(Self::new(weight, bias))
     }
 
     /// Applies the layer to `[tokens, in]`.
@@ -97,25 +90,24 @@ fn flat(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// LayerNorm over the last dimension; ModernBERT checkpoints have no bias.
+/// LayerNorm over the last dimension (ModernBERT checkpoints have no bias); differentiable.
 pub struct LayerNorm {
-    weight: Vec<f32>,
+    weight: Tensor,
     bias: Option<Tensor>,
     eps: f32,
 }
 
 impl LayerNorm {
-    /// Loads `{name}.weight` (and `{name}.bias` if `bias`) of width `dim`.
-    pub fn load(w: &Weights, name: &str, dim: usize, eps: f64, bias: bool, backbone: bool) -> Result<Self> {
-        let get = |n: &str| if backbone { w.backbone(n, &[dim]) } else { w.get(n, &[dim]) };
-        let weight = get(&format!("{name}.weight"))?.to_vec1::<f32>()?;
-        let bias = if bias { Some(get(&format!("{name}.bias"))?) } else { None };
+    /// Loads `{name}.weight` (and `{name}.bias` if `bias`) of width `dim` (full HF names).
+    pub fn load(p: &dyn Params, name: &str, dim: usize, eps: f64, bias: bool) -> Result<Self> {
+        let weight = p.tensor(&format!("{name}.weight"), &[dim])?;
+        let bias = if bias { Some(p.tensor(&format!("{name}.bias"), &[dim])?) } else { None };
         Ok(Self { weight, bias, eps: eps as f32 })
     }
 
     /// Normalises `[.., dim]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = ops::apply(x, &LayerNormOp { weight: &self.weight, eps: self.eps })?;
+        let y = ops::layer_norm(x, &self.weight, self.eps)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -123,10 +115,11 @@ impl LayerNorm {
     }
 }
 
-/// Applies an activation element-wise.
+/// Applies an activation element-wise. GELU is `0.5·x·(1 + erf(x/√2))` composed from primitives,
+/// so that its gradient is exact too (candle's `gelu_erf` backward uses 6-digit constants).
 pub fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
     Ok(match act {
-        Activation::Gelu => x.gelu_erf()?,
+        Activation::Gelu => ((x * 0.5)? * ((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)?)?,
         Activation::GeluTanh => x.gelu()?,
         Activation::Relu => x.relu()?,
         Activation::Silu => x.silu()?,
