@@ -377,6 +377,8 @@ def run():
     eval_seconds = time.perf_counter() - t0
 
     trainer.save_model(args.output)
+    with contextlib.suppress(OSError):
+        os.rmdir(targs.output_dir)  # the Trainer's (empty) scratch dir
     tok.save_pretrained(args.output)
     metrics.update(dropped)
     out = {

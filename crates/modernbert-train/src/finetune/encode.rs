@@ -147,7 +147,7 @@ mod tests {
         // Every word is found, in order, and the token after a space carries the space.
         let firsts: Vec<usize> = first.iter().map(|f| f.unwrap()).collect();
         assert!(firsts.windows(2).all(|w| w[0] < w[1]), "{firsts:?}");
-        assert_eq!(enc.tokens[firsts[0]], "H");
+        assert_eq!(enc.tokens[firsts[0]], "Hug");
         assert_eq!(enc.tokens[firsts[1]], "ĠFace");
         assert_eq!(enc.tokens[firsts[5]], "ĠNYC");
         // Inc. is two tokens (`ĠInc`, `.`): only the first is labelled.

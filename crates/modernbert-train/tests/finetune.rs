@@ -1,0 +1,239 @@
+//! `modernbert finetune` end to end on a tiny model (tests/fixtures/tiny-mlm, real tokenizer):
+//! the loss falls and the metric rises on learnable synthetic data, the output directory loads
+//! through `Model::load` with the trained model's logits, resume after a stop is bit-exact, and
+//! bad input is a clear error.
+
+use modernbert_train::finetune::evaluate::evaluate_file;
+use modernbert_train::finetune::{finetune, FinetuneConfig, Task};
+use modernbert_train::model::TrainModel;
+use modernbert_train::rng::Rng;
+use modernbert_train::st;
+use std::path::{Path, PathBuf};
+
+fn tiny() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-mlm").display().to_string()
+}
+
+const GOOD: [&str; 4] = ["great", "wonderful", "good", "superb"];
+const BAD: [&str; 4] = ["awful", "terrible", "bad", "boring"];
+const FILLER: [&str; 8] = ["the", "film", "was", "really", "quite", "plot", "acting", "overall"];
+
+/// Sentences whose label is whether a "good" word or a "bad" word appears.
+fn sentiment_jsonl(path: &Path, n: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mut out = String::new();
+    for i in 0..n {
+        let positive = i % 2 == 0;
+        let mut words: Vec<&str> = (0..1 + rng.below(3) as usize).map(|_| FILLER[rng.below(8) as usize]).collect();
+        let key = if positive { GOOD[rng.below(4) as usize] } else { BAD[rng.below(4) as usize] };
+        let at = rng.below(words.len() as u64 + 1) as usize;
+        words.insert(at, key);
+        let label = if positive { "pos" } else { "neg" };
+        out += &serde_json::json!({"text": words.join(" "), "label": label}).to_string();
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// Sentences tagged B-NAME / I-NAME / O: a first name from a fixed list, sometimes followed by a
+/// surname from another.
+fn names_conll(path: &Path, n: usize, seed: u64) {
+    let (first, last) = (["Alice", "Bob", "Carol", "Dave"], ["Smith", "Jones", "Brown", "Lee"]);
+    let mut rng = Rng::new(seed);
+    let mut out = String::new();
+    for _ in 0..n {
+        for k in 0..5 + rng.below(4) {
+            if k % 3 == 1 {
+                out += &format!("{}\tB-NAME\n", first[rng.below(4) as usize]);
+                if rng.below(2) == 0 {
+                    out += &format!("{}\tI-NAME\n", last[rng.below(4) as usize]);
+                }
+            } else {
+                out += &format!("{}\tO\n", FILLER[rng.below(8) as usize]);
+            }
+        }
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn config(dir: &Path, task: Task, train: PathBuf, validation: PathBuf) -> FinetuneConfig {
+    FinetuneConfig {
+        task,
+        model: tiny(),
+        train,
+        validation: Some(validation),
+        output: dir.join("out"),
+        epochs: 4,
+        learning_rate: 3e-3,
+        batch_size: 8,
+        warmup_ratio: 0.1,
+        seed: 5,
+        ..Default::default()
+    }
+}
+
+fn losses(metrics: &Path, kind: &str) -> Vec<f64> {
+    std::fs::read_to_string(metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == kind)
+        .map(|v| v["loss"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn classification_learns_and_exports_an_hf_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dir.path().join("train.jsonl"), dir.path().join("val.jsonl"));
+    sentiment_jsonl(&train, 96, 1);
+    sentiment_jsonl(&val, 40, 2);
+    let cfg = config(dir.path(), Task::Classification, train, val.clone());
+    let summary = finetune(cfg.clone(), None, false).unwrap();
+    let out = &cfg.output;
+    let best = summary.best.unwrap();
+    let train_loss = losses(&out.join("metrics.jsonl"), "train");
+    let first: f64 = train_loss[..4].iter().sum::<f64>() / 4.0;
+    let last: f64 = train_loss[train_loss.len() - 4..].iter().sum::<f64>() / 4.0;
+    eprintln!("train loss {first:.4} -> {last:.4}; best accuracy {:.3} at step {}", best.metric, best.step);
+    assert!(last < 0.5 * first, "training loss did not fall: {first} -> {last}");
+    assert!(best.metric >= 0.9, "validation accuracy {}", best.metric);
+
+    // The output is an HF directory the library loads, with the labels and the best model.
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "ModernBertForSequenceClassification");
+    assert_eq!(config["id2label"], serde_json::json!({"0": "neg", "1": "pos"}));
+    assert_eq!(config["label2id"], serde_json::json!({"neg": 0, "pos": 1}));
+    assert_eq!(config["problem_type"], "single_label_classification");
+    for f in ["model.safetensors", "tokenizer.json", "README.md", "training_curve.png", "metrics.jsonl"] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    assert!(!out.join("best").exists());
+    let model = modernbert::Model::load(out).unwrap();
+    let r = evaluate_file(&model, &val, None, 512).unwrap();
+    assert!((r.evaluation.metric - best.metric).abs() < 1e-9, "{} vs {}", r.evaluation.metric, best.metric);
+    assert!((r.evaluation.loss - best.loss).abs() < 1e-5, "{} vs {}", r.evaluation.loss, best.loss);
+    // The training model on the exported weights gives the inference model's logits.
+    let trained = TrainModel::load(out).unwrap();
+    let enc = model.encode(&[("the plot was superb", None), ("awful acting", None)], None).unwrap();
+    let ids: Vec<u32> = enc.iter().flat_map(|e| e.ids.clone()).collect();
+    let cu = vec![0, enc[0].ids.len() as u32, ids.len() as u32];
+    let ours = trained.classifier_logits(&ids, &cu, None).unwrap().to_vec2::<f32>().unwrap();
+    let seqs: Vec<&[u32]> = enc.iter().map(|e| e.ids.as_slice()).collect();
+    let lib = model.classifier_logits(&seqs).unwrap();
+    for (a, b) in ours.iter().zip(&lib) {
+        for (x, y) in a.iter().zip(&b[0]) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+    // A second run into the same directory is refused (it would mix two runs' histories).
+    let err = finetune(cfg, None, false).unwrap_err().to_string();
+    assert!(err.contains("already holds a fine-tuning run"), "{err}");
+}
+
+#[test]
+fn resume_after_a_stop_is_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dir.path().join("train.jsonl"), dir.path().join("val.jsonl"));
+    sentiment_jsonl(&train, 48, 3);
+    sentiment_jsonl(&val, 8, 4);
+    let mut cfg = config(dir.path(), Task::Classification, train, val);
+    cfg.eval_every = 2;
+    cfg.epochs = 2;
+    cfg.max_steps = Some(5);
+    let straight = FinetuneConfig { output: dir.path().join("straight"), ..cfg.clone() };
+    finetune(straight.clone(), None, false).unwrap();
+    let split = FinetuneConfig { output: dir.path().join("split"), max_steps: Some(2), ..cfg.clone() };
+    finetune(split.clone(), None, false).unwrap();
+    let resumed = FinetuneConfig { max_steps: Some(5), ..FinetuneConfig::default() };
+    finetune(resumed, Some(&split.output), false).unwrap();
+    let ckpt = |o: &Path, f: &str| st::load(&o.join("checkpoints/step-00000005").join(f)).unwrap();
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        let (a, meta_a) = ckpt(&straight.output, f);
+        let (b, meta_b) = ckpt(&split.output, f);
+        assert!(a == b, "{f} differs after resume");
+        assert_eq!(meta_a, meta_b);
+    }
+    assert_eq!(losses(&straight.output.join("metrics.jsonl"), "train"), losses(&split.output.join("metrics.jsonl"), "train"));
+}
+
+#[test]
+fn token_classification_learns_entities() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dir.path().join("train.conll"), dir.path().join("val.conll"));
+    names_conll(&train, 80, 5);
+    names_conll(&val, 20, 6);
+    let cfg = config(dir.path(), Task::TokenClassification, train, val.clone());
+    let summary = finetune(cfg.clone(), None, false).unwrap();
+    let best = summary.best.unwrap();
+    eprintln!("entity f1 {:.3}: {}", best.metric, best.metrics);
+    assert_eq!(summary.metric_name, "f1");
+    assert!(best.metric >= 0.8, "entity F1 {}", best.metric);
+    let model = modernbert::Model::load(&cfg.output).unwrap();
+    assert_eq!(model.head.name(), "ModernBertForTokenClassification");
+    let r = evaluate_file(&model, &val, None, 512).unwrap();
+    assert!((r.evaluation.metric - best.metric).abs() < 1e-9);
+}
+
+#[test]
+fn regression_and_multi_label_export_their_problem_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dir.path().join("train.jsonl"), dir.path().join("val.jsonl"));
+    let rows = |n: usize, multi: bool| {
+        (0..n)
+            .map(|i| {
+                let label = if multi {
+                    serde_json::json!(if i % 3 == 0 { vec!["a", "b"] } else { vec!["c"] })
+                } else {
+                    serde_json::json!(i as f64 / 4.0)
+                };
+                serde_json::json!({"text": format!("row {i} {}", GOOD[i % 4]), "label": label}).to_string() + "\n"
+            })
+            .collect::<String>()
+    };
+    for (multi, problem, metric) in [(false, "regression", "pearson"), (true, "multi_label_classification", "macro_f1")] {
+        std::fs::write(&train, rows(24, multi)).unwrap();
+        std::fs::write(&val, rows(6, multi)).unwrap();
+        let cfg = FinetuneConfig {
+            output: dir.path().join(problem),
+            epochs: 1,
+            ..config(dir.path(), Task::Classification, train.clone(), val.clone())
+        };
+        let s = finetune(cfg.clone(), None, false).unwrap();
+        assert_eq!(s.metric_name, metric);
+        let c: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(cfg.output.join("config.json")).unwrap()).unwrap();
+        assert_eq!(c["problem_type"], problem);
+        let model = modernbert::Model::load(&cfg.output).unwrap();
+        let out = model.classify(&[("row 1 good", None)], None).unwrap();
+        let modernbert::tasks::ClassifyOutput::Sequence(c) = &out[0] else { panic!() };
+        if multi {
+            assert_eq!(c.logits.len(), 3);
+            assert!((0.0..=1.0).contains(&c.score), "sigmoid score {}", c.score);
+        } else {
+            assert_eq!(c.logits.len(), 1);
+            assert_eq!(c.score, c.logits[0], "regression reports the value");
+        }
+    }
+}
+
+#[test]
+fn bad_data_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dir.path().join("train.jsonl"), dir.path().join("val.jsonl"));
+    sentiment_jsonl(&train, 20, 1);
+    std::fs::write(&val, "{\"text\": \"fine\", \"label\": \"pos\"}\n{\"text\": \"meh\", \"label\": \"neutral\"}\n").unwrap();
+    let cfg = config(dir.path(), Task::Classification, train.clone(), val.clone());
+    let err = format!("{:#}", finetune(cfg.clone(), None, false).unwrap_err());
+    assert!(err.contains("val.jsonl:2: label \"neutral\" is not one of the 2 training labels"), "{err}");
+    let tokens = dir.path().join("t.jsonl");
+    std::fs::write(&tokens, "{\"tokens\": [\"a\", \"b\"], \"tags\": [\"O\"]}\n").unwrap();
+    let err = format!(
+        "{:#}",
+        finetune(config(dir.path(), Task::TokenClassification, tokens.clone(), tokens), None, false).unwrap_err()
+    );
+    assert!(err.contains("t.jsonl:1: 2 tokens but 1 tags"), "{err}");
+    let bad = FinetuneConfig { learning_rate: -1.0, ..cfg };
+    assert!(format!("{:#}", finetune(bad, None, false).unwrap_err()).contains("learning_rate"));
+}
