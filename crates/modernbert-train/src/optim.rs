@@ -19,7 +19,9 @@
 //! uses, with HF Trainer's groups: embeddings decayed).
 
 use crate::model::TrainModel;
+use crate::ops::with_f32;
 use crate::st::{self, HostTensor};
+use rayon::prelude::*;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use std::collections::{BTreeMap, HashMap};
@@ -72,26 +74,27 @@ pub fn accumulate(
     Ok(())
 }
 
-/// The global L2 norm of `grads`.
+/// The global L2 norm of `grads` (f64 sums over fixed chunks, added in order).
 pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f64> {
-    let sq = grads
-        .values()
-        .map(|g| g.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64))
-        .sum::<candle_core::Result<f64>>()?;
+    let mut sq = 0f64;
+    for g in grads.values() {
+        let parts: Vec<f64> = with_f32(g, |g| {
+            g.par_chunks(1 << 14).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum()).collect()
+        })?;
+        sq += parts.iter().sum::<f64>();
+    }
     Ok(sq.sqrt())
 }
 
-/// Scales `grads` so that their global norm is at most `max_norm` (as PyTorch's
-/// `clip_grad_norm_`: factor `max_norm / (norm + 1e-6)` when below 1); returns the norm before.
-pub fn clip_grad_norm(grads: &mut BTreeMap<String, Tensor>, max_norm: f64) -> Result<f64> {
-    let norm = grad_norm(grads)?;
+/// The factor that brings the global gradient norm `norm` to at most `max_norm`, as PyTorch's
+/// `clip_grad_norm_` computes it (`max_norm / (norm + 1e-6)` when below 1; `max_norm` 0: off).
+pub fn clip_factor(norm: f64, max_norm: f64) -> f32 {
     let factor = max_norm / (norm + 1e-6);
     if max_norm > 0.0 && factor < 1.0 {
-        for g in grads.values_mut() {
-            *g = (&*g * factor)?;
-        }
+        factor as f32
+    } else {
+        1.0
     }
-    Ok(norm)
 }
 
 /// Whether a parameter gets weight decay.
@@ -159,6 +162,22 @@ impl AdamW {
         max_lr: f64,
         weight_decay: f64,
     ) -> Result<StepStats> {
+        self.step_scaled(model, grads, 1.0, lr, max_lr, weight_decay)
+    }
+
+    /// [`AdamW::step`] with every gradient multiplied by `grad_scale` first (gradient clipping
+    /// without a scaled copy of the gradients). Runs in parallel over fixed chunks, with the
+    /// chunks' partial sums added in order, so the result does not depend on the thread count.
+    pub fn step_scaled(
+        &mut self,
+        model: &TrainModel,
+        grads: &BTreeMap<String, Tensor>,
+        grad_scale: f32,
+        lr: f64,
+        max_lr: f64,
+        weight_decay: f64,
+    ) -> Result<StepStats> {
+        const CHUNK: usize = 1 << 14;
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
@@ -171,38 +190,62 @@ impl AdamW {
         let mut sq = 0f64;
         for (name, var) in model.vars() {
             let s = self.state.get_mut(name).with_context(|| format!("no optimizer state for `{name}`"))?;
-            let g: Vec<f32> = match grads.get(name) {
-                Some(g) => g.flatten_all()?.to_vec1()?,
-                None => vec![0.0; s.m.len()],
+            let n = s.m.len();
+            let zeros;
+            let grad = match grads.get(name) {
+                Some(g) if g.elem_count() == n => Some(g.flatten_all()?),
+                Some(g) => bail!("gradient of `{name}` has {} values, expected {n}", g.elem_count()),
+                None => None,
             };
-            if g.len() != s.m.len() {
-                bail!("gradient of `{name}` has {} values, expected {}", g.len(), s.m.len());
-            }
-            let mut ratio = 0f64;
-            for ((m, v), &gi) in s.m.iter_mut().zip(s.v.iter_mut()).zip(&g) {
-                *m += one_m_b1 * (gi - *m);
-                *v = b2f * *v + one_m_b2 * (gi * gi);
-                ratio += (gi * gi / v.max(eps2)) as f64;
-                sq += (gi as f64) * (gi as f64);
-            }
-            let rms = (ratio / g.len().max(1) as f64).sqrt();
+            // Moments, and per chunk Σ g²/max(v, ε²) (update clipping) and Σ g².
+            let moments = |g: &[f32], m: &mut [f32], v: &mut [f32]| -> Vec<(f64, f64)> {
+                m.par_chunks_mut(CHUNK)
+                    .zip(v.par_chunks_mut(CHUNK))
+                    .zip(g.par_chunks(CHUNK))
+                    .map(|((m, v), g)| {
+                        let (mut ratio, mut sq) = (0f64, 0f64);
+                        for ((m, v), &gi) in m.iter_mut().zip(v.iter_mut()).zip(g) {
+                            let gi = gi * grad_scale;
+                            *m += one_m_b1 * (gi - *m);
+                            *v = b2f * *v + one_m_b2 * (gi * gi);
+                            ratio += (gi * gi / v.max(eps2)) as f64;
+                            sq += (gi as f64) * (gi as f64);
+                        }
+                        (ratio, sq)
+                    })
+                    .collect()
+            };
+            let partial = match &grad {
+                Some(g) => with_f32(g, |g| moments(g, &mut s.m, &mut s.v))?,
+                None => {
+                    zeros = vec![0f32; n];
+                    moments(&zeros, &mut s.m, &mut s.v)
+                }
+            };
+            let (ratio, tensor_sq) = partial.iter().fold((0f64, 0f64), |(r, q), (a, b)| (r + a, q + b));
+            sq += tensor_sq;
+            let rms = (ratio / n.max(1) as f64).sqrt();
             let eta = if self.cfg.update_clipping && rms > 1.0 {
                 stats.clipped += 1;
                 lr / rms
             } else {
                 lr
             };
-            let mut p: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
             let etaf = eta as f32;
-            if weight_decay > 0.0 && s.decay {
-                let keep = (1.0 - eta / max_lr * weight_decay) as f32;
-                for x in &mut p {
-                    *x *= keep;
-                }
-            }
-            for ((x, m), v) in p.iter_mut().zip(&s.m).zip(&s.v) {
-                *x -= etaf * m / (v.sqrt() + eps);
-            }
+            let keep = if weight_decay > 0.0 && s.decay { (1.0 - eta / max_lr * weight_decay) as f32 } else { 1.0 };
+            let (m, v) = (&s.m, &s.v);
+            let p = with_f32(var.as_tensor(), |p| {
+                let mut out = vec![0f32; n];
+                out.par_chunks_mut(CHUNK).zip(p.par_chunks(CHUNK)).zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK))).for_each(
+                    |((out, p), (m, v))| {
+                        for (((o, &x), &m), &v) in out.iter_mut().zip(p).zip(m).zip(v) {
+                            let x = if keep != 1.0 { x * keep } else { x };
+                            *o = x - etaf * m / (v.sqrt() + eps);
+                        }
+                    },
+                );
+                out
+            })?;
             var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
         }
         stats.grad_norm = sq.sqrt();

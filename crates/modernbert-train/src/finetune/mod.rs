@@ -313,6 +313,8 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
     let mut stopped_early = false;
     let mut last_eval_step = resumed.as_ref().map(|(_, s)| s.step);
     let max_steps = cfg.max_steps.unwrap_or(u64::MAX);
+    // MODERNBERT_TRAIN_TIMING=1 prints where each step's time goes.
+    let timing = std::env::var_os("MODERNBERT_TRAIN_TIMING").is_some();
 
     'epochs: while state.epoch < cfg.epochs {
         let steps = &plan[state.epoch];
@@ -327,10 +329,12 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
             let total_units = objective::units(&examples);
             let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
             let mut loss = 0f64;
+            let (mut t_fwd, mut t_bwd) = (0f64, 0f64);
             for (k, micro) in micro_batches(step, &lengths, cfg.micro_batch_tokens).iter().enumerate() {
                 let batch: Vec<&Example> = micro.iter().map(|&i| &data.train.examples[i]).collect();
                 let (ids, cu) = concat(&batch);
                 let key = DropoutKey { seed: cfg.seed, step: state.step, micro: k as u64 };
+                let tf = Instant::now();
                 let logits = model.classifier_logits(&ids, &cu, Some((dropout, key)))?;
                 let part = objective::loss_sum(&logits, &batch)?;
                 if part.units == 0 {
@@ -338,9 +342,13 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
                 }
                 let scaled = (part.sum / total_units as f64)?;
                 loss += scaled.to_scalar::<f32>()? as f64;
+                let tb = Instant::now();
+                t_fwd += (tb - tf).as_secs_f64();
                 optim::accumulate(&mut grads, &model, &scaled.backward()?)?;
+                t_bwd += tb.elapsed().as_secs_f64();
             }
-            let grad_norm = optim::clip_grad_norm(&mut grads, cfg.gradient_clip)?;
+            let to = Instant::now();
+            let grad_norm = optim::grad_norm(&grads)?;
             if !loss.is_finite() || !grad_norm.is_finite() {
                 bar.abandon();
                 bail!(
@@ -350,8 +358,20 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
                 );
             }
             let lr = lr_at(cfg.learning_rate, state.step, warmup, total_steps);
-            opt.step(&model, &grads, lr, cfg.learning_rate, cfg.weight_decay)?;
+            let clip = optim::clip_factor(grad_norm, cfg.gradient_clip);
+            opt.step_scaled(&model, &grads, clip, lr, cfg.learning_rate, cfg.weight_decay)?;
             let secs = t0.elapsed().as_secs_f64();
+            if timing {
+                eprintln!(
+                    "step {}: {} examples, forward {:.0} ms, backward {:.0} ms, clip + optimizer {:.0} ms, total {:.0} ms",
+                    state.step + 1,
+                    step.len(),
+                    t_fwd * 1e3,
+                    t_bwd * 1e3,
+                    to.elapsed().as_secs_f64() * 1e3,
+                    secs * 1e3
+                );
+            }
             state.step += 1;
             state.step_in_epoch += 1;
             state.samples += step.len() as u64;

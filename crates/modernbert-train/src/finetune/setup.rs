@@ -128,20 +128,14 @@ pub fn start_model(cfg: &FinetuneConfig, dir: &Path, outputs: &Outputs) -> Resul
             s.kind = ParamKind::Out; // HF's _init_weights for ModernBertPredictionHead
         }
     }
-    let fresh = init_specs(&config, &specs, &InitConfig::default(), cfg.seed);
-    let mut tensors = BTreeMap::new();
-    let mut initialised = Vec::new();
-    for s in &specs {
-        let reuse = weights.has(&s.name) && (same_labels || !s.name.starts_with("classifier."));
-        let t = if reuse {
-            weights.tensor(&s.name, &s.shape)?
-        } else {
-            initialised.push(s.name.split('.').next().unwrap_or(&s.name).to_string());
-            let h = &fresh[&s.name];
-            Tensor::from_vec(h.data.clone(), h.shape.clone(), &Device::Cpu)?
-        };
-        tensors.insert(s.name.clone(), t);
+    let reuse = |name: &str| weights.has(name) && (same_labels || !name.starts_with("classifier."));
+    let (kept, new): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| reuse(&s.name));
+    let mut tensors: BTreeMap<String, Tensor> =
+        kept.iter().map(|s| Ok((s.name.clone(), weights.tensor(&s.name, &s.shape)?))).collect::<Result<_>>()?;
+    for (name, h) in init_specs(&config, &new, &InitConfig::default(), cfg.seed) {
+        tensors.insert(name, Tensor::from_vec(h.data, h.shape, &Device::Cpu)?);
     }
+    let mut initialised: Vec<&str> = new.iter().map(|s| s.name.split('.').next().unwrap_or(&s.name)).collect();
     initialised.dedup();
     let note = if initialised.is_empty() {
         format!("model: {} with its {} head ({} labels)", dir.display(), head.architecture(), names.len())
