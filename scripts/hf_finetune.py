@@ -298,8 +298,8 @@ def run():
         dropped = {"train_words_truncated": d_train, "eval_words_truncated": d_val}
         collator = DataCollatorForTokenClassification(tok)
         model_cls = AutoModelForTokenClassification
-    words = [it.pop("_words", None) for it in train_items + val_items]
-    del words
+    for it in train_items + val_items:
+        it.pop("_words", None)
     prep_seconds = time.perf_counter() - t0
     n_train = len(train_items)
     id2label = {i: str(lab) for i, lab in enumerate(labels)}

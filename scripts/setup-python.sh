@@ -23,6 +23,7 @@ TRANSFORMERS_VERSION=5.23.0
 TOKENIZERS_VERSION=0.23.3
 SAFETENSORS_VERSION=0.8.0
 NUMPY_VERSION=2.4.6
+ACCELERATE_VERSION=1.16.0
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
@@ -36,7 +37,8 @@ PY="$VENV/bin/python"
   "transformers==$TRANSFORMERS_VERSION" \
   "tokenizers==$TOKENIZERS_VERSION" \
   "safetensors==$SAFETENSORS_VERSION" \
-  "numpy==$NUMPY_VERSION"
+  "numpy==$NUMPY_VERSION" \
+  "accelerate==$ACCELERATE_VERSION"
 
 "$PY" - <<'PYEOF'
 import torch, transformers, tokenizers, safetensors, numpy

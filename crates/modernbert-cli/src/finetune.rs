@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[derive(Subcommand)]
 pub enum Commands {
     /// Fine-tune a checkpoint into a classifier or tagger; writes an HF model directory.
-    Finetune(FinetuneArgs),
+    Finetune(Box<FinetuneArgs>),
     /// Metrics of a classifier or tagger (ours or HF's) on a labelled file.
     Evaluate(EvaluateArgs),
 }
@@ -143,7 +143,11 @@ pub fn run(command: Commands) -> Result<()> {
                 None => eprintln!("done: {} steps; model in {}", s.steps, s.output.display()),
             }
             if let Some(b) = s.best {
-                println!("{}", serde_json::json!({"step": b.step, "loss": b.loss, "metric": s.metric_name, "metrics": b.metrics}));
+                println!(
+                    "{}",
+                    serde_json::json!({"step": b.step, "loss": b.loss, "metric": s.metric_name, "metrics": b.metrics,
+                        "steps": s.steps, "samples_per_sec": s.samples_per_sec, "output": s.output})
+                );
             }
             Ok(())
         }
@@ -151,10 +155,20 @@ pub fn run(command: Commands) -> Result<()> {
             let model = crate::load_model(a.model.as_deref(), a.precision)?;
             let r = evaluate::evaluate_file(&model, &a.data, a.format, a.max_length)?;
             if r.encoded.truncated > 0 {
-                eprintln!("warning: {} examples were longer than {} tokens and were cut", r.encoded.truncated, a.max_length);
+                eprintln!(
+                    "warning: {} examples were longer than {} tokens and were cut",
+                    r.encoded.truncated, a.max_length
+                );
             }
             let e = r.evaluation;
-            eprintln!("{}: {} {:.4}, loss {:.4} on {} examples", a.data.display(), e.metric_name, e.metric, e.loss, r.encoded.examples.len());
+            eprintln!(
+                "{}: {} {:.4}, loss {:.4} on {} examples",
+                a.data.display(),
+                e.metric_name,
+                e.metric,
+                e.loss,
+                r.encoded.examples.len()
+            );
             println!("{}", serde_json::json!({"loss": e.loss, "metric": e.metric_name, "metrics": e.metrics}));
             Ok(())
         }

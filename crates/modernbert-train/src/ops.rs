@@ -14,6 +14,27 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub use modernbert::ops::layer_norm;
 pub(crate) use modernbert::ops::{f32_data, rows_per_task, tensor, with_f32};
 
+/// Runs `f` on the contiguous f32 data of a CPU tensor (a variable's, say), changing it in place:
+/// no copy and no allocation, and every tensor sharing the storage sees the new values.
+pub(crate) fn update_in_place(t: &Tensor, f: impl Fn(&mut [f32])) -> Result<()> {
+    struct InPlace<F>(F);
+    impl<F: Fn(&mut [f32])> candle_core::InplaceOp1 for InPlace<F> {
+        fn name(&self) -> &'static str {
+            "update-in-place"
+        }
+
+        fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+            let CpuStorage::F32(data) = storage else { candle_core::bail!("update-in-place: expected f32 data") };
+            let (a, b) = layout
+                .contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("update-in-place: tensor is not contiguous".into()))?;
+            (self.0)(&mut data[a..b]);
+            Ok(())
+        }
+    }
+    Ok(t.inplace_op1(&InPlace(f))?)
+}
+
 /// State a custom op saved in its forward pass for its backward pass. It is replaced whole, so a
 /// panic elsewhere cannot leave it half-written: a poisoned lock is still usable.
 pub(crate) fn saved<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -19,11 +19,11 @@
 //! uses, with HF Trainer's groups: embeddings decayed).
 
 use crate::model::TrainModel;
-use crate::ops::with_f32;
+use crate::ops::{update_in_place, with_f32};
 use crate::st::{self, HostTensor};
-use rayon::prelude::*;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -78,9 +78,8 @@ pub fn accumulate(
 pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f64> {
     let mut sq = 0f64;
     for g in grads.values() {
-        let parts: Vec<f64> = with_f32(g, |g| {
-            g.par_chunks(1 << 14).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum()).collect()
-        })?;
+        let parts: Vec<f64> =
+            with_f32(g, |g| g.par_chunks(1 << 14).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum()).collect())?;
         sq += parts.iter().sum::<f64>();
     }
     Ok(sq.sqrt())
@@ -234,19 +233,13 @@ impl AdamW {
             let etaf = eta as f32;
             let keep = if weight_decay > 0.0 && s.decay { (1.0 - eta / max_lr * weight_decay) as f32 } else { 1.0 };
             let (m, v) = (&s.m, &s.v);
-            let p = with_f32(var.as_tensor(), |p| {
-                let mut out = vec![0f32; n];
-                out.par_chunks_mut(CHUNK).zip(p.par_chunks(CHUNK)).zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK))).for_each(
-                    |((out, p), (m, v))| {
-                        for (((o, &x), &m), &v) in out.iter_mut().zip(p).zip(m).zip(v) {
-                            let x = if keep != 1.0 { x * keep } else { x };
-                            *o = x - etaf * m / (v.sqrt() + eps);
-                        }
-                    },
-                );
-                out
+            update_in_place(var.as_tensor(), |p| {
+                p.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK))).for_each(|(p, (m, v))| {
+                    for ((x, &m), &v) in p.iter_mut().zip(m).zip(v) {
+                        *x = *x * keep - etaf * m / (v.sqrt() + eps);
+                    }
+                })
             })?;
-            var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
         }
         stats.grad_norm = sq.sqrt();
         Ok(stats)

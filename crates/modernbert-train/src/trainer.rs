@@ -213,7 +213,8 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             manifest.tokenizer.vocab_size
         );
     }
-    let mut metrics = checkpoint::MetricsLog::open(&run.out_dir.join("metrics.jsonl"), opts.resume.as_ref().map(|_| state.step))?;
+    let mut metrics =
+        checkpoint::MetricsLog::open(&run.out_dir.join("metrics.jsonl"), opts.resume.as_ref().map(|_| state.step))?;
     let max_steps = opts.max_steps.or(run.train.max_steps);
     let total_tokens = run.total_tokens();
     let progress = opts.progress.unwrap_or(run.train.progress);

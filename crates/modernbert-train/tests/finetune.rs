@@ -101,7 +101,8 @@ fn classification_learns_and_exports_an_hf_directory() {
     assert!(best.metric >= 0.9, "validation accuracy {}", best.metric);
 
     // The output is an HF directory the library loads, with the labels and the best model.
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["architectures"][0], "ModernBertForSequenceClassification");
     assert_eq!(config["id2label"], serde_json::json!({"0": "neg", "1": "pos"}));
     assert_eq!(config["label2id"], serde_json::json!({"neg": 0, "pos": 1}));
@@ -155,7 +156,10 @@ fn resume_after_a_stop_is_bit_exact() {
         assert!(a == b, "{f} differs after resume");
         assert_eq!(meta_a, meta_b);
     }
-    assert_eq!(losses(&straight.output.join("metrics.jsonl"), "train"), losses(&split.output.join("metrics.jsonl"), "train"));
+    assert_eq!(
+        losses(&straight.output.join("metrics.jsonl"), "train"),
+        losses(&split.output.join("metrics.jsonl"), "train")
+    );
 }
 
 #[test]
@@ -192,7 +196,8 @@ fn regression_and_multi_label_export_their_problem_type() {
             })
             .collect::<String>()
     };
-    for (multi, problem, metric) in [(false, "regression", "pearson"), (true, "multi_label_classification", "macro_f1")] {
+    for (multi, problem, metric) in [(false, "regression", "pearson"), (true, "multi_label_classification", "macro_f1")]
+    {
         std::fs::write(&train, rows(24, multi)).unwrap();
         std::fs::write(&val, rows(6, multi)).unwrap();
         let cfg = FinetuneConfig {
@@ -223,7 +228,8 @@ fn bad_data_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let (train, val) = (dir.path().join("train.jsonl"), dir.path().join("val.jsonl"));
     sentiment_jsonl(&train, 20, 1);
-    std::fs::write(&val, "{\"text\": \"fine\", \"label\": \"pos\"}\n{\"text\": \"meh\", \"label\": \"neutral\"}\n").unwrap();
+    std::fs::write(&val, "{\"text\": \"fine\", \"label\": \"pos\"}\n{\"text\": \"meh\", \"label\": \"neutral\"}\n")
+        .unwrap();
     let cfg = config(dir.path(), Task::Classification, train.clone(), val.clone());
     let err = format!("{:#}", finetune(cfg.clone(), None, false).unwrap_err());
     assert!(err.contains("val.jsonl:2: label \"neutral\" is not one of the 2 training labels"), "{err}");

@@ -6,8 +6,8 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Storage, Tensor};
-use rayon::prelude::*;
 use modernbert_kernels::{Bf16Linear, Int8Linear, RopeTable};
+use rayon::prelude::*;
 use std::sync::Arc;
 
 /// The contiguous f32 data behind a CPU storage (for `CustomOp::cpu_fwd`); errors name `op`.

@@ -172,7 +172,9 @@ pub fn read_text_rows(path: &Path, format: Option<Format>) -> Result<Vec<TextRow
     let rows = match format {
         Format::Jsonl => read_jsonl_text(path, &text)?,
         Format::Csv | Format::Tsv => read_delimited(path, &text, if format == Format::Csv { b',' } else { b'\t' })?,
-        Format::Conll => bail!("{}: CoNLL files hold token tags; use them with --task token-classification", path.display()),
+        Format::Conll => {
+            bail!("{}: CoNLL files hold token tags; use them with --task token-classification", path.display())
+        }
     };
     if rows.is_empty() {
         bail!("{}: no rows", path.display());
@@ -221,8 +223,8 @@ fn read_delimited(path: &Path, text: &str, delimiter: u8) -> Result<Vec<TextRow>
     let text_col = col(&["text", "sentence", "sentence1", "premise", "question"])
         .ok_or_else(|| anyhow::anyhow!("{}:1: the header has no `text` column", path.display()))?;
     let pair_col = col(&["text_pair", "sentence2", "hypothesis"]);
-    let label_col =
-        col(&["label", "labels"]).ok_or_else(|| anyhow::anyhow!("{}:1: the header has no `label` column", path.display()))?;
+    let label_col = col(&["label", "labels"])
+        .ok_or_else(|| anyhow::anyhow!("{}:1: the header has no `label` column", path.display()))?;
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
@@ -368,7 +370,10 @@ mod tests {
         assert_eq!(rows[3].label, RawLabel::List(vec!["a".into(), "b".into()]));
         let (_d, p) = file("a.csv", b"label,text\n1,\"hello, world\"\n0,bye\n");
         let rows = read_text_rows(&p, None).unwrap();
-        assert_eq!((rows[0].text.as_str(), &rows[0].label, rows[0].origin.line), ("hello, world", &RawLabel::Int(1), 2));
+        assert_eq!(
+            (rows[0].text.as_str(), &rows[0].label, rows[0].origin.line),
+            ("hello, world", &RawLabel::Int(1), 2)
+        );
         let (_d, p) = file("a.tsv", b"sentence1\tsentence2\tlabel\na\tb\tentailment\n");
         let rows = read_text_rows(&p, None).unwrap();
         assert_eq!(rows[0].pair.as_deref(), Some("b"));
@@ -392,7 +397,11 @@ mod tests {
             ("e.jsonl", b"", "no rows"),
             ("m.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n", "m.jsonl:2: no `label`"),
             ("j.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{oops\n", "j.jsonl:2: not valid JSON"),
-            ("u.jsonl", b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"\xff\", \"label\": 1}\n", "u.jsonl:2: not valid UTF-8"),
+            (
+                "u.jsonl",
+                b"{\"text\": \"a\", \"label\": 1}\n{\"text\": \"\xff\", \"label\": 1}\n",
+                "u.jsonl:2: not valid UTF-8",
+            ),
             ("n.jsonl", b"{\"text\": \"a\", \"label\": null}\n", "n.jsonl:1: no `label`"),
             ("h.csv", b"sentence,y\na,1\n", "h.csv:1: the header has no `label` column"),
             ("r.csv", b"text,label\na,1,extra\n", "r.csv:2"),

@@ -3,7 +3,7 @@
 //! `AutoModelFor{Sequence,Token}Classification` load, plus the run's curve and model card.
 
 use super::evaluate::Outputs;
-use super::{FinetuneConfig, FinetuneState, TaskData, Task};
+use super::{FinetuneConfig, FinetuneState, Task, TaskData};
 use crate::checkpoint;
 use crate::model::{DropoutConfig, TrainModel};
 use anyhow::{Context, Result};
@@ -75,7 +75,14 @@ fn model_card(cfg: &FinetuneConfig, data: &TaskData, state: &FinetuneState) -> R
     writeln!(s, "## Results\n")?;
     match &state.best {
         Some(b) => {
-            writeln!(s, "Best validation {} at step {} (kept): **{:.4}**, loss {:.4}.\n", data.outputs.main_metric(), b.step, b.metric, b.loss)?;
+            writeln!(
+                s,
+                "Best validation {} at step {} (kept): **{:.4}**, loss {:.4}.\n",
+                data.outputs.main_metric(),
+                b.step,
+                b.metric,
+                b.loss
+            )?;
             writeln!(s, "| metric | value |\n|---|---|")?;
             if let Some(m) = b.metrics.as_object() {
                 for (k, v) in m {

@@ -64,9 +64,9 @@ impl LabelSpace {
                     rows.iter().filter_map(|r| if let RawLabel::Int(i) = r.label { Some(i) } else { None }).collect();
                 LabelSpace::Classes(ids.iter().map(|i| i.to_string()).collect())
             }
-            RawLabel::Name(_) => {
-                LabelSpace::Classes(rows.iter().filter_map(|r| name_of(&r.label)).collect::<BTreeSet<_>>().into_iter().collect())
-            }
+            RawLabel::Name(_) => LabelSpace::Classes(
+                rows.iter().filter_map(|r| name_of(&r.label)).collect::<BTreeSet<_>>().into_iter().collect(),
+            ),
             RawLabel::List(_) => LabelSpace::MultiLabel(
                 rows.iter()
                     .flat_map(|r| if let RawLabel::List(l) = &r.label { l.clone() } else { Vec::new() })
@@ -132,7 +132,8 @@ impl LabelSpace {
                 return Ok(i as u32);
             }
             // An HF checkpoint without names (LABEL_i) and integer labels: the integer is the id.
-            if let (RawLabel::Int(i), true) = (label, classes.iter().enumerate().all(|(k, c)| *c == format!("LABEL_{k}")))
+            if let (RawLabel::Int(i), true) =
+                (label, classes.iter().enumerate().all(|(k, c)| *c == format!("LABEL_{k}")))
             {
                 if (0..classes.len() as i64).contains(i) {
                     return Ok(*i as u32);
@@ -175,7 +176,8 @@ pub fn tag_set(rows: &[TokenRow]) -> Vec<String> {
 
 /// Whether tags follow BIO/IOB2 (`O`, `B-X`, `I-X`), so that entity-level metrics apply.
 pub fn is_bio(tags: &[String]) -> bool {
-    tags.iter().any(|t| t.starts_with("B-")) && tags.iter().all(|t| t == "O" || t.starts_with("B-") || t.starts_with("I-"))
+    tags.iter().any(|t| t.starts_with("B-"))
+        && tags.iter().all(|t| t == "O" || t.starts_with("B-") || t.starts_with("I-"))
 }
 
 #[cfg(test)]

@@ -221,10 +221,7 @@ mod tests {
     #[test]
     fn entities_like_seqeval() {
         let e = entities(&["B-PER", "I-PER", "O", "I-LOC", "I-LOC", "B-LOC", "I-PER"]);
-        assert_eq!(
-            e,
-            vec![("PER".into(), 0, 2), ("LOC".into(), 3, 5), ("LOC".into(), 5, 6), ("PER".into(), 6, 7)]
-        );
+        assert_eq!(e, vec![("PER".into(), 0, 2), ("LOC".into(), 3, 5), ("LOC".into(), 5, 6), ("PER".into(), 6, 7)]);
         // seqeval: classification_report on these gives precision 0.5, recall 0.5.
         let gold = vec![vec!["B-PER", "I-PER", "O", "B-LOC"], vec!["B-ORG", "O"]];
         let pred = vec![vec!["B-PER", "I-PER", "O", "B-ORG"], vec!["B-ORG", "B-ORG"]];

@@ -154,7 +154,11 @@ impl FinetuneConfig {
         check(!self.train.as_os_str().is_empty(), "train", "no training file given (--train)")?;
         check(!self.output.as_os_str().is_empty(), "output", "no output directory given (--output)")?;
         check(self.epochs > 0, "epochs", "must be at least 1")?;
-        check(self.learning_rate.is_finite() && self.learning_rate > 0.0, "learning_rate", "must be a positive number")?;
+        check(
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "learning_rate",
+            "must be a positive number",
+        )?;
         check(self.batch_size > 0, "batch_size", "must be at least 1")?;
         check(self.max_batch_tokens != Some(0), "max_batch_tokens", "must be at least 1")?;
         check(self.max_length >= 3, "max_length", "must leave room for [CLS], a token and [SEP] (≥ 3)")?;
@@ -397,7 +401,10 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
                 save_checkpoint(&ckpt_root, &model, &model_dir, &opt, &state, &cfg)?;
                 last_eval_step = Some(state.step);
                 if cfg.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
-                    say(&bar, format!("early stopping: no improvement in {} evaluations", state.evals_without_improvement));
+                    say(
+                        &bar,
+                        format!("early stopping: no improvement in {} evaluations", state.evals_without_improvement),
+                    );
                     stopped_early = true;
                     break 'epochs;
                 }
@@ -468,7 +475,8 @@ fn evaluate_and_keep(
         ),
     );
     if improved {
-        state.best = Some(Best { step: state.step, metric: eval.metric, loss: eval.loss, metrics: eval.metrics.clone() });
+        state.best =
+            Some(Best { step: state.step, metric: eval.metric, loss: eval.loss, metrics: eval.metrics.clone() });
         state.evals_without_improvement = 0;
         export::save_model(&cfg.output, "best", model, source)?;
     } else {
@@ -519,7 +527,13 @@ mod tests {
                 .unwrap();
         assert_eq!((cfg.task, cfg.learning_rate, cfg.batch_size), (Task::TokenClassification, 3e-4, 8));
         assert!(toml::from_str::<FinetuneConfig>("learning_rat = 1").unwrap_err().to_string().contains("learning_rat"));
-        let bad = FinetuneConfig { model: "m".into(), train: "t".into(), output: "o".into(), warmup_ratio: 2.0, ..Default::default() };
+        let bad = FinetuneConfig {
+            model: "m".into(),
+            train: "t".into(),
+            output: "o".into(),
+            warmup_ratio: 2.0,
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().to_string().starts_with("warmup_ratio"));
     }
 }

@@ -84,7 +84,11 @@ pub fn load_data(cfg: &FinetuneConfig, model_dir: &Path) -> Result<TaskData> {
             };
             let tags = tag_set(&train);
             if tags.len() < 2 {
-                bail!("{}: every word has the tag {:?}; a tagger needs at least two tags", cfg.train.display(), tags[0]);
+                bail!(
+                    "{}: every word has the tag {:?}; a tagger needs at least two tags",
+                    cfg.train.display(),
+                    tags[0]
+                );
             }
             TaskData {
                 train: encode_token_rows(&tok, &train, &tags, max_length)?,

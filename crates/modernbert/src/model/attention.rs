@@ -25,7 +25,13 @@ pub struct Attention {
 
 impl Attention {
     /// Loads `model.layers.{index}.attn`; `rope` is the table for this layer's type.
-    pub fn load(w: &dyn Params, cfg: &Config, index: usize, rope: Arc<RopeTable>, precision: Precision) -> Result<Self> {
+    pub fn load(
+        w: &dyn Params,
+        cfg: &Config,
+        index: usize,
+        rope: Arc<RopeTable>,
+        precision: Precision,
+    ) -> Result<Self> {
         let d = cfg.hidden_size;
         let name = format!("model.layers.{index}.attn");
         let bias = cfg.attention_bias;
