@@ -14,7 +14,10 @@ mod train;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use modernbert::{Model, Pooling};
+use modernbert::embedding::PoolingMode;
+use modernbert::pipelines::{EmbedOptions, Output, Want};
+use modernbert::tasks::Embedding;
+use modernbert::Model;
 use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
@@ -62,18 +65,48 @@ enum Command {
         input: Option<PathBuf>,
         texts: Vec<String>,
     },
-    /// Sentence embeddings (or per-token vectors with --pooling none).
+    /// Sentence embeddings as the model's format computes them (sentence-transformers pooling,
+    /// Dense, Normalize, prompts; PyLate token vectors), or per-token states with --pooling none.
     Embed {
         #[command(flatten)]
         model: ModelArgs,
-        #[arg(long, value_enum, default_value_t = PoolingArg::Mean)]
-        pooling: PoolingArg,
-        /// Do not L2-normalise the vectors.
+        /// Replace the model's pooling (cls, mean, max, mean_sqrt_len_tokens, weightedmean,
+        /// lasttoken), or `none` for every token's final hidden state.
+        #[arg(long)]
+        pooling: Option<String>,
+        /// Do not L2-normalise the final vectors (then they equal sentence-transformers' encode()).
         #[arg(long)]
         no_normalize: bool,
+        /// A prompt of the model's config_sentence_transformers.json, by name.
+        #[arg(long)]
+        prompt_name: Option<String>,
+        /// A prompt string prepended to every text (wins over --prompt-name).
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Keep the first N dimensions (Matryoshka), before normalisation.
+        #[arg(long)]
+        dimensions: Option<usize>,
+        /// ColBERT models: embed the texts as queries or as documents.
+        #[arg(long, value_enum, default_value_t = InputType::Document)]
+        input_type: InputType,
         #[arg(long)]
         input: Option<PathBuf>,
         texts: Vec<String>,
+    },
+    /// Score documents against a query with a cross-encoder (or a ColBERT model's MaxSim),
+    /// most relevant first.
+    Rerank {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, short)]
+        query: String,
+        /// Report the raw logits instead of the activation's scores.
+        #[arg(long)]
+        raw_scores: bool,
+        /// Read documents from a JSONL file (`-` for stdin): strings or {"text": ...} objects.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        documents: Vec<String>,
     },
     /// Sequence or token classification.
     Classify {
@@ -82,6 +115,9 @@ enum Command {
         /// Inputs are text pairs: consecutive TEXT arguments, or {"text", "text_pair"} lines.
         #[arg(long)]
         pair: bool,
+        /// Token classifiers: group B-/I- tagged tokens into entities (HF's aggregation "simple").
+        #[arg(long)]
+        aggregate: bool,
         #[arg(long)]
         input: Option<PathBuf>,
         texts: Vec<String>,
@@ -108,11 +144,10 @@ enum Command {
     Serve(serve::Commands),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum PoolingArg {
-    Mean,
-    Cls,
-    None,
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum InputType {
+    Query,
+    Document,
 }
 
 fn main() {
@@ -141,25 +176,64 @@ fn run(cli: Cli) -> Result<()> {
                 emit(&mut out, &json!({ "text": text, "masks": masks }))?;
             }
         }
-        Command::Embed { model, pooling, no_normalize, input, texts } => {
+        Command::Embed { model, pooling, no_normalize, prompt_name, prompt, dimensions, input_type, input, texts } => {
             let texts = input::texts(input.as_deref(), texts)?;
             let m = load(&model)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let pooling = match pooling {
-                PoolingArg::Mean => Some(Pooling::Mean),
-                PoolingArg::Cls => Some(Pooling::Cls),
-                PoolingArg::None => None,
+            let opts = EmbedOptions {
+                prompt_name,
+                prompt,
+                truncate_dim: dimensions,
+                normalize: !no_normalize,
+                truncation: model.max_length.map(modernbert::Truncation::right),
+                is_query: input_type == InputType::Query,
+                pooling: match pooling.as_deref() {
+                    None | Some("none") => None,
+                    Some(p) => Some(PoolingMode::parse(p).with_context(|| {
+                        format!("--pooling {p:?}: expected cls, mean, max, mean_sqrt_len_tokens, weightedmean, lasttoken or none")
+                    })?),
+                },
             };
-            for e in m.embed(&refs, pooling, !no_normalize, model.max_length)? {
-                emit(&mut out, &json!({ "embedding": e }))?;
+            if pooling.as_deref() == Some("none") {
+                let prepared = refs.iter().map(|t| m.prepare(t, &opts)).collect::<modernbert::Result<Vec<_>>>()?;
+                let inputs: Vec<_> = prepared.iter().map(|p| (p, Want::TokenStates)).collect();
+                for o in m.run(&inputs, None)? {
+                    if let Output::Vectors(v) = o {
+                        emit(&mut out, &json!({ "embedding": v }))?;
+                    }
+                }
+            } else {
+                for e in m.embed(&refs, &opts)? {
+                    match e {
+                        Embedding::Pooled(v) => emit(&mut out, &json!({ "embedding": v }))?,
+                        Embedding::Tokens(v) => emit(&mut out, &json!({ "token_embeddings": v }))?,
+                    }
+                }
             }
         }
-        Command::Classify { model, pair, input, texts } => {
+        Command::Rerank { model, query, raw_scores, input, documents } => {
+            let documents = input::texts(input.as_deref(), documents)?;
+            let m = load(&model)?;
+            let refs: Vec<&str> = documents.iter().map(String::as_str).collect();
+            let scores = m.score_pairs(&query, &refs, raw_scores, model.max_length.map(modernbert::Truncation::right))?;
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+            for i in order {
+                emit(&mut out, &json!({ "index": i, "score": scores[i], "text": documents[i] }))?;
+            }
+        }
+        Command::Classify { model, pair, aggregate, input, texts } => {
             let inputs = input::pairs(input.as_deref(), texts, pair)?;
             let m = load(&model)?;
             let refs: Vec<(&str, Option<&str>)> = inputs.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
-            for r in m.classify(&refs, model.max_length)? {
-                emit(&mut out, &r)?;
+            for (r, (text, _)) in m.classify(&refs, model.max_length)?.into_iter().zip(&refs) {
+                match (aggregate, r) {
+                    (true, modernbert::tasks::ClassifyOutput::Tokens(tokens)) => {
+                        emit(&mut out, &json!({ "entities": modernbert::tasks::group_entities(text, &tokens) }))?
+                    }
+                    (true, _) => anyhow::bail!("--aggregate groups the tokens of a token-classification model"),
+                    (false, r) => emit(&mut out, &r)?,
+                }
             }
         }
         Command::Tokenize { model, texts } => {
@@ -200,13 +274,9 @@ fn load_model(spec: Option<&str>, precision: modernbert::Precision) -> Result<Mo
 /// The error when no model was given and there is no default.
 const NO_MODEL: &str = "no --model given (a model directory or a Hugging Face Hub id)";
 
-/// The model used when `--model` is not given: `$MODERNBERT_MODEL`, else the repository's own.
+/// The model used when `--model` is not given (see [`modernbert::hub::default_model`]).
 fn default_model() -> Option<String> {
-    if let Ok(spec) = std::env::var("MODERNBERT_MODEL") {
-        return Some(spec);
-    }
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/modernbert-mini");
-    std::path::Path::new(shipped).join("config.json").is_file().then(|| shipped.to_string())
+    modernbert::hub::default_model()
 }
 
 fn emit(out: &mut impl Write, value: &impl Serialize) -> Result<()> {

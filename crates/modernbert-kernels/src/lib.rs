@@ -35,7 +35,7 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use attention::{attention_varlen, attention_varlen_bf16};
+pub use attention::{attention_key_prefix, attention_varlen, attention_varlen_bf16};
 pub use geglu::{geglu, gelu_erf};
 pub use gemm_bf16::{bf16_native, Bf16Linear};
 pub use gemm_int8::{int8_native, Int8Linear};

@@ -81,7 +81,7 @@ pub fn evaluate_mlm(model: &Model, dir: &Path, opts: EvalOptions) -> Result<MlmE
     let mut nll = 0f64;
     while let Some(step) = src.next_step(1) {
         for b in step.batches {
-            let batch = Batch { input_ids: b.input_ids, cu_seqlens: b.cu_seqlens };
+            let batch = Batch { input_ids: b.input_ids, cu_seqlens: b.cu_seqlens, key_limits: None };
             sequences += batch.num_sequences();
             tokens += batch.num_tokens();
             for s in model.score_masked(&batch, &b.labels)? {

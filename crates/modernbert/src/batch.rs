@@ -9,6 +9,9 @@ pub struct Batch {
     pub input_ids: Vec<u32>,
     /// `[0, end_0, end_1, ..]`: sequence `b` is `input_ids[cu_seqlens[b]..cu_seqlens[b + 1]]`.
     pub cu_seqlens: Vec<u32>,
+    /// Per sequence, the number of leading tokens every token may attend to (`None`: all of the
+    /// sequence). ColBERT's expanded queries keep their `[MASK]` tokens out of the keys.
+    pub key_limits: Option<Vec<u32>>,
 }
 
 impl Batch {
@@ -25,7 +28,16 @@ impl Batch {
             input_ids.extend_from_slice(s);
             cu_seqlens.push(input_ids.len() as u32);
         }
-        Ok(Self { input_ids, cu_seqlens })
+        Ok(Self { input_ids, cu_seqlens, key_limits: None })
+    }
+
+    /// Restricts the keys of each sequence to its first `limits[b]` tokens.
+    pub fn with_key_limits(mut self, limits: Vec<u32>) -> Result<Self> {
+        if limits.len() != self.num_sequences() {
+            return Err(Error::Input(format!("{} key limits for {} sequences", limits.len(), self.num_sequences())));
+        }
+        self.key_limits = Some(limits);
+        Ok(self)
     }
 
     /// Number of sequences.

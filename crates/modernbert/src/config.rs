@@ -29,6 +29,8 @@ pub enum Activation {
     /// `"silu"` / `"swish"`.
     Silu,
     Tanh,
+    /// Logistic sigmoid (cross-encoder output functions).
+    Sigmoid,
 }
 
 impl Activation {
@@ -39,6 +41,7 @@ impl Activation {
             "relu" => Activation::Relu,
             "silu" | "swish" => Activation::Silu,
             "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
             other => return Err(Error::config(field, format!("unsupported activation {other:?}"))),
         })
     }
@@ -51,6 +54,7 @@ impl Activation {
             Activation::Relu => "relu",
             Activation::Silu => "silu",
             Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
         }
     }
 }

@@ -30,6 +30,27 @@ pub fn resolve(model: &str) -> Result<PathBuf> {
     download(model.to_string())
 }
 
+/// The model used when none is named: `$MODERNBERT_MODEL`, else `modernbert-mini` (the model
+/// this repository ships) found next to the executable (`models/modernbert-mini` there or up to
+/// three folders above it, which covers `target/release/` in a clone) or above the current
+/// directory. Looked up at run time, so a moved or installed binary finds its model.
+pub fn default_model() -> Option<String> {
+    if let Ok(spec) = std::env::var("MODERNBERT_MODEL") {
+        return Some(spec);
+    }
+    let exe = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
+    let cwd = std::env::current_dir().ok();
+    for start in exe.into_iter().chain(cwd) {
+        for dir in start.ancestors().take(4) {
+            let candidate = dir.join("models").join("modernbert-mini");
+            if candidate.join("config.json").is_file() {
+                return Some(candidate.display().to_string());
+            }
+        }
+    }
+    None
+}
+
 /// The snapshot directory of a fully cached model, if any.
 fn cached(model: &str) -> Option<PathBuf> {
     let repo = Cache::from_env().repo(Repo::model(model.to_string()));
@@ -67,7 +88,20 @@ fn download(model: String) -> Result<PathBuf> {
                 }
             }
             repo.get("tokenizer.json").map_err(|e| e.to_string())?;
-            Ok(config.parent().map(Path::to_path_buf).unwrap_or_default())
+            // The format's files, where the repository has them (a 404 is fine: optional).
+            for f in crate::formats::HUB_FORMAT_FILES {
+                let _ = repo.get(f);
+            }
+            let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();
+            // Every module folder that modules.json names (Pooling, Dense, Normalize configs and weights).
+            if let Ok(Some(modules)) = crate::formats::read_modules(&dir) {
+                for m in modules.iter().filter(|m| !m.path.is_empty()) {
+                    for f in crate::formats::HUB_MODULE_FILES {
+                        let _ = repo.get(&format!("{}/{f}", m.path));
+                    }
+                }
+            }
+            Ok(dir)
         };
         let _ = tx.send(fetch().map(Some));
     });

@@ -14,12 +14,15 @@
 
 pub mod batch;
 pub mod config;
+pub mod embedding;
 pub mod error;
+pub mod formats;
 pub mod heads;
 pub mod hub;
 pub mod model;
 pub mod ops;
 pub mod params;
+pub mod pipelines;
 pub mod pooling;
 pub mod rng;
 pub mod tasks;
@@ -37,17 +40,20 @@ pub use tokenizer::{Encoding, Tokenizer, Truncation, TruncationSide};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
 
-/// A loaded checkpoint: configuration, backbone, head and (if present) tokenizer.
+/// A loaded model: configuration, backbone, head, (if present) tokenizer, and the format its
+/// directory is in, which decides how outputs are finished ([`formats::Format`]).
 pub struct Model {
     pub config: Config,
     pub backbone: ModernBert,
     pub head: Head,
+    pub format: formats::Format,
     tokenizer: Option<Tokenizer>,
     dir: PathBuf,
 }
 
 impl Model {
-    /// Loads `config.json`, `model.safetensors` (or shards) and `tokenizer.json` from `dir`, on CPU, in f32.
+    /// Loads `config.json`, `model.safetensors` (or shards), `tokenizer.json` and the format files
+    /// (sentence-transformers, cross-encoder, PyLate) from `dir`, on CPU, in f32.
     pub fn load(dir: &Path) -> Result<Self> {
         Self::load_with(dir, Precision::F32)
     }
@@ -69,10 +75,13 @@ impl Model {
         } else {
             None
         };
-        Self::from_weights(config, &weights, tokenizer, dir, precision)
+        let mut model = Self::from_weights(config, &weights, tokenizer, dir, precision)?;
+        model.format = formats::read(dir, &model.config, model.head.kind(), model.tokenizer.as_ref())?;
+        Ok(model)
     }
 
-    /// Builds a model from already-open weights (e.g. [`weights::Weights::random`]).
+    /// Builds a model from already-open weights (e.g. [`weights::Weights::random`]), as a plain
+    /// transformers checkpoint.
     pub fn from_weights(
         config: Config,
         weights: &weights::Weights,
@@ -83,7 +92,14 @@ impl Model {
         let kind = HeadKind::of(&config, |name| weights.contains(name))?;
         let backbone = ModernBert::load(weights, &config, precision)?;
         let head = Head::load(weights, &config, kind, backbone.embeddings().weight())?;
-        Ok(Self { config, backbone, head, tokenizer, dir: dir.to_path_buf() })
+        let format = match kind {
+            HeadKind::SequenceClassification => formats::Format::CrossEncoder(formats::CrossEncoder {
+                activation: (config.num_labels == 1).then_some(config::Activation::Sigmoid),
+                max_length: None,
+            }),
+            _ => formats::Format::Transformers,
+        };
+        Ok(Self { config, backbone, head, format, tokenizer, dir: dir.to_path_buf() })
     }
 
     /// The tokenizer, or an error saying the directory has none.

@@ -165,6 +165,8 @@ pub struct AttentionOp<'a> {
     pub window: Option<usize>,
     /// Round Q, K, V and probabilities to bf16 (AVX512-BF16 dot products) instead of f32.
     pub bf16: bool,
+    /// Per sequence, how many leading tokens are keys (dense f32 kernel; short sequences only).
+    pub key_limits: Option<&'a [u32]>,
 }
 
 impl CustomOp1 for AttentionOp<'_> {
@@ -180,9 +182,14 @@ impl CustomOp1 for AttentionOp<'_> {
             candle_core::bail!("attention-varlen: qkv {:?} does not match the batch", layout.dims())
         }
         let mut out = vec![0f32; tokens * hidden];
-        let kernel =
-            if self.bf16 { modernbert_kernels::attention_varlen_bf16 } else { modernbert_kernels::attention_varlen };
-        kernel(qkv, self.cu_seqlens, self.num_heads, self.head_dim, &self.rope, self.window, &mut out);
+        if let Some(keys) = self.key_limits {
+            let (h, d, rope, w) = (self.num_heads, self.head_dim, &self.rope, self.window);
+            modernbert_kernels::attention_key_prefix(qkv, self.cu_seqlens, Some(keys), h, d, rope, w, &mut out);
+        } else {
+            let kernel =
+                if self.bf16 { modernbert_kernels::attention_varlen_bf16 } else { modernbert_kernels::attention_varlen };
+            kernel(qkv, self.cu_seqlens, self.num_heads, self.head_dim, &self.rope, self.window, &mut out);
+        }
         Ok((CpuStorage::F32(out), Shape::from((tokens, hidden))))
     }
 }

@@ -4,10 +4,9 @@
 //! [`MAX_BATCH_TOKENS`] tokens; results come back in input order.
 
 use crate::batch::Batch;
-use crate::config::{Pooling, ProblemType};
+use crate::config::ProblemType;
 use crate::error::{Error, Result};
 use crate::heads::Head;
-use crate::pooling::{l2_normalize, pool};
 use crate::tokenizer::{Encoding, Truncation};
 use crate::Model;
 use candle_core::Tensor;
@@ -64,6 +63,74 @@ pub struct Classification {
     /// Probability of `label` (softmax; sigmoid per label for multi-label and single-logit
     /// models); the predicted value for regression.
     pub score: f32,
+    /// Multi-label models: every label whose sigmoid probability is above 0.5, best first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<LabelScore>>,
+}
+
+/// A label and its probability.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+/// A named entity: consecutive tokens of one type (HF's `aggregation_strategy="simple"`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Entity {
+    /// The type, without its `B-`/`I-` prefix.
+    pub entity_group: String,
+    /// Mean score of the entity's tokens.
+    pub score: f32,
+    /// The entity's text.
+    pub word: String,
+    /// Character offsets into the input text.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Groups the tokens of one input into entities: `B-X` starts one, `I-X` (or a bare `X`)
+/// continues an entity of type X or starts one, `O` ends it. Spans skip leading whitespace.
+pub fn group_entities(text: &str, tokens: &[TokenLabel]) -> Vec<Entity> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out: Vec<Entity> = Vec::new();
+    let mut open: Option<(Entity, usize)> = None; // entity and its token count
+    let mut close = |open: &mut Option<(Entity, usize)>| {
+        if let Some((mut e, n)) = open.take() {
+            e.score /= n as f32;
+            while e.start < e.end && chars[e.start].is_whitespace() {
+                e.start += 1;
+            }
+            e.word = chars[e.start..e.end].iter().collect();
+            out.push(e);
+        }
+    };
+    for t in tokens {
+        let (begin, kind) = match t.label.split_once('-') {
+            Some(("B", k)) => (true, k),
+            Some(("I", k)) => (false, k),
+            _ if t.label == "O" => {
+                close(&mut open);
+                continue;
+            }
+            _ => (false, t.label.as_str()),
+        };
+        match &mut open {
+            Some((e, n)) if !begin && e.entity_group == kind => {
+                e.end = t.end.min(chars.len());
+                e.score += t.score;
+                *n += 1;
+            }
+            _ => {
+                close(&mut open);
+                let (start, end) = (t.start.min(chars.len()), t.end.min(chars.len()));
+                let e = Entity { entity_group: kind.to_string(), score: t.score, word: String::new(), start, end };
+                open = Some((e, 1));
+            }
+        }
+    }
+    close(&mut open);
+    out
 }
 
 /// A token-classification result for one (non-special) token.
@@ -222,42 +289,6 @@ impl Model {
         Ok(scores)
     }
 
-    /// Sentence embeddings (`Some(pooling)`) or per-token vectors (`None`), optionally L2-normalised.
-    pub fn embed(
-        &self,
-        texts: &[&str],
-        pooling: Option<Pooling>,
-        normalize: bool,
-        truncate_to: Option<usize>,
-    ) -> Result<Vec<Embedding>> {
-        let inputs: Vec<_> = texts.iter().map(|t| (*t, None)).collect();
-        let encodings = self.encode(&inputs, truncate_to)?;
-        let sequences: Vec<&[u32]> = encodings.iter().map(|e| e.ids.as_slice()).collect();
-        self.embed_ids(&sequences, pooling, normalize)
-    }
-
-    /// [`Model::embed`] on token ids that already carry [CLS]/[SEP].
-    pub fn embed_ids(&self, sequences: &[&[u32]], pooling: Option<Pooling>, normalize: bool) -> Result<Vec<Embedding>> {
-        self.map_batches(sequences, |batch, hidden| match pooling {
-            Some(p) => {
-                let mut pooled = pool(hidden, &batch.cu_seqlens, p)?;
-                if normalize {
-                    pooled = l2_normalize(&pooled)?;
-                }
-                Ok(pooled.to_vec2::<f32>()?.into_iter().map(Embedding::Pooled).collect())
-            }
-            None => {
-                let hidden = if normalize { l2_normalize(hidden)? } else { hidden.clone() };
-                (0..batch.num_sequences())
-                    .map(|b| {
-                        let r = batch.range(b);
-                        Ok(Embedding::Tokens(hidden.narrow(0, r.start, r.len())?.to_vec2::<f32>()?))
-                    })
-                    .collect()
-            }
-        })
-    }
-
     /// Classifier logits for token-id sequences that already carry [CLS]/[SEP]: per sequence, one
     /// row for a sequence classifier, one row per token for a token classifier.
     pub fn classifier_logits(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<Vec<f32>>>> {
@@ -326,7 +357,14 @@ impl Model {
                 (best, p[best])
             }
         };
-        Classification { label: self.config.label(index), score, logits }
+        let labels = (self.config.problem_type == Some(ProblemType::MultiLabel)).then(|| {
+            top_k_indices(&logits, logits.len())
+                .into_iter()
+                .map(|i| LabelScore { label: self.config.label(i), score: sigmoid(logits[i]) })
+                .filter(|l| l.score > 0.5)
+                .collect()
+        });
+        Classification { label: self.config.label(index), score, logits, labels }
     }
 }
 
@@ -343,4 +381,37 @@ fn top_k_indices(x: &[f32], k: usize) -> Vec<usize> {
     idx.sort_by(|&a, &b| x[b].total_cmp(&x[a]));
     idx.truncate(k.max(1));
     idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(label: &str, start: usize, end: usize, score: f32) -> TokenLabel {
+        TokenLabel { token: String::new(), start, end, label: label.into(), score, logits: Vec::new() }
+    }
+
+    #[test]
+    fn entities_group_bio_tokens_like_the_simple_strategy() {
+        let text = "Hugging Face Inc. is in New York";
+        let tokens = [
+            tok("B-ORG", 0, 3, 0.9),
+            tok("I-ORG", 3, 7, 0.7),
+            tok("I-ORG", 7, 12, 0.8),
+            tok("I-ORG", 12, 16, 0.6),
+            tok("O", 16, 17, 0.9),
+            tok("O", 17, 20, 0.9),
+            tok("O", 20, 23, 0.9),
+            tok("B-LOC", 23, 27, 0.5),
+            tok("I-LOC", 27, 32, 0.7),
+        ];
+        let e = group_entities(text, &tokens);
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].entity_group.as_str(), e[0].word.as_str(), e[0].start, e[0].end), ("ORG", "Hugging Face Inc", 0, 16));
+        assert!((e[0].score - 0.75).abs() < 1e-6);
+        assert_eq!((e[1].entity_group.as_str(), e[1].word.as_str(), e[1].start), ("LOC", "New York", 24));
+        // A B- right after an entity of the same type starts a new one; I- of another type too.
+        let e = group_entities("a b c", &[tok("B-X", 0, 1, 1.0), tok("B-X", 1, 3, 1.0), tok("I-Y", 3, 5, 1.0)]);
+        assert_eq!(e.iter().map(|e| e.word.as_str()).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    }
 }

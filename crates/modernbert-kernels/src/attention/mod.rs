@@ -19,10 +19,12 @@
 //!
 //! Nothing of size `n x n` is ever stored; local attention costs `O(n w)`.
 
+pub(crate) mod dense;
 mod pack;
 mod tile;
 mod tile_bf16;
 
+pub use dense::attention_key_prefix;
 use crate::rope::RopeTable;
 use crate::Isa;
 use rayon::prelude::*;

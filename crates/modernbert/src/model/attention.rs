@@ -59,6 +59,7 @@ impl Attention {
             rope: self.rope.clone(),
             window: self.window,
             bf16: self.bf16,
+            key_limits: batch.key_limits.as_deref(),
         };
         let attended = ops::apply(&qkv, &op)?;
         self.wo.forward(&attended)

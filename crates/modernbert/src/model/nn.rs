@@ -124,5 +124,6 @@ pub fn activate(act: Activation, x: &Tensor) -> Result<Tensor> {
         Activation::Relu => x.relu()?,
         Activation::Silu => x.silu()?,
         Activation::Tanh => x.tanh()?,
+        Activation::Sigmoid => (x.neg()?.exp()? + 1.0)?.recip()?,
     })
 }
