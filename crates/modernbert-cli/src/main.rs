@@ -215,7 +215,8 @@ fn run(cli: Cli) -> Result<()> {
             let documents = input::texts(input.as_deref(), documents)?;
             let m = load(&model)?;
             let refs: Vec<&str> = documents.iter().map(String::as_str).collect();
-            let scores = m.score_pairs(&query, &refs, raw_scores, model.max_length.map(modernbert::Truncation::right))?;
+            let scores =
+                m.score_pairs(&query, &refs, raw_scores, model.max_length.map(modernbert::Truncation::right))?;
             let mut order: Vec<usize> = (0..scores.len()).collect();
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
             for i in order {

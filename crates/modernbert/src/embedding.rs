@@ -101,7 +101,10 @@ impl Dense {
 pub enum Module {
     /// Concatenation of one vector per mode, in order; `include_prompt = false` leaves the
     /// prompt's tokens out of the pooled positions.
-    Pooling { modes: Vec<PoolingMode>, include_prompt: bool },
+    Pooling {
+        modes: Vec<PoolingMode>,
+        include_prompt: bool,
+    },
     Dense(Dense),
     /// L2 normalisation.
     Normalize,

@@ -186,8 +186,11 @@ impl CustomOp1 for AttentionOp<'_> {
             let (h, d, rope, w) = (self.num_heads, self.head_dim, &self.rope, self.window);
             modernbert_kernels::attention_key_prefix(qkv, self.cu_seqlens, Some(keys), h, d, rope, w, &mut out);
         } else {
-            let kernel =
-                if self.bf16 { modernbert_kernels::attention_varlen_bf16 } else { modernbert_kernels::attention_varlen };
+            let kernel = if self.bf16 {
+                modernbert_kernels::attention_varlen_bf16
+            } else {
+                modernbert_kernels::attention_varlen
+            };
             kernel(qkv, self.cu_seqlens, self.num_heads, self.head_dim, &self.rope, self.window, &mut out);
         }
         Ok((CpuStorage::F32(out), Shape::from((tokens, hidden))))

@@ -42,7 +42,8 @@ pub struct EmbedOptions {
 pub struct Prepared {
     /// Token ids with the special tokens.
     pub ids: Vec<u32>,
-    /// Leading tokens (`[CLS]` + prompt) that pooling leaves out (`include_prompt: false`).
+    /// Leading tokens counted as the prompt (`[CLS]` + the prompt tokenised alone), which
+    /// pooling leaves out when the model says `include_prompt: false`; 0 without a prompt.
     pub prompt_len: usize,
     /// ColBERT: tokens attend only to the first `keys` tokens.
     pub keys: Option<usize>,
@@ -153,7 +154,7 @@ impl Model {
         let enc = tokenizer.encode(&full, None, true, self.truncation(opts.truncation))?;
         self.check_length(enc.ids.len())?;
         let prompt_len = match prompt {
-            Some(p) if self.chain(None).excludes_prompt() => {
+            Some(p) => {
                 // sentence-transformers tokenises the prompt alone and drops a closing special.
                 let alone = tokenizer.encode(p, None, true, None)?;
                 alone.ids.len() - usize::from(alone.special_tokens_mask.last() == Some(&1))
@@ -203,14 +204,16 @@ impl Model {
             let mut start = 0;
             while start < order.len() {
                 let (mut end, mut tokens) = (start, 0);
-                while end < order.len() && (end == start || tokens + inputs[order[end]].0.ids.len() <= MAX_BATCH_TOKENS) {
+                while end < order.len() && (end == start || tokens + inputs[order[end]].0.ids.len() <= MAX_BATCH_TOKENS)
+                {
                     tokens += inputs[order[end]].0.ids.len();
                     end += 1;
                 }
                 let members = &order[start..end];
                 let mut batch = Batch::new(&members.iter().map(|&i| inputs[i].0.ids.as_slice()).collect::<Vec<_>>())?;
                 if group {
-                    batch = batch.with_key_limits(members.iter().map(|&i| inputs[i].0.keys.unwrap_or(0) as u32).collect())?;
+                    batch = batch
+                        .with_key_limits(members.iter().map(|&i| inputs[i].0.keys.unwrap_or(0) as u32).collect())?;
                 }
                 let outputs = self.run_batch(&batch, members.iter().map(|&i| inputs[i]).collect(), &chain, colbert)?;
                 for (&i, out) in members.iter().zip(outputs) {
@@ -244,8 +247,10 @@ impl Model {
         // The chain runs once over every sequence that wants a pooled embedding.
         let pooled_members: Vec<usize> =
             (0..inputs.len()).filter(|&b| inputs[b].1 == Want::Embedding && colbert.is_none()).collect();
-        let tokens: Vec<Tokens> =
-            pooled_members.iter().map(|&b| Tokens { states: seq(b), dim: d, prompt_len: inputs[b].0.prompt_len }).collect();
+        let tokens: Vec<Tokens> = pooled_members
+            .iter()
+            .map(|&b| Tokens { states: seq(b), dim: d, prompt_len: inputs[b].0.prompt_len })
+            .collect();
         let mut pooled = if tokens.is_empty() { Vec::new() } else { chain.forward(&tokens)? }.into_iter();
         let mut logits = logits.map(Vec::into_iter);
         let rows = |b: usize| -> Vec<Vec<f32>> { seq(b).chunks(d).map(<[f32]>::to_vec).collect() };
@@ -301,7 +306,13 @@ impl Model {
 
     /// Relevance of each document to `query`: a cross-encoder's activated (or, with `raw`, raw)
     /// logit, or a ColBERT model's MaxSim score.
-    pub fn score_pairs(&self, query: &str, documents: &[&str], raw: bool, truncation: Option<Truncation>) -> Result<Vec<f32>> {
+    pub fn score_pairs(
+        &self,
+        query: &str,
+        documents: &[&str],
+        raw: bool,
+        truncation: Option<Truncation>,
+    ) -> Result<Vec<f32>> {
         match &self.format {
             Format::CrossEncoder(ce) => {
                 if self.config.num_labels != 1 {

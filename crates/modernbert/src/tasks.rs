@@ -407,7 +407,10 @@ mod tests {
         ];
         let e = group_entities(text, &tokens);
         assert_eq!(e.len(), 2);
-        assert_eq!((e[0].entity_group.as_str(), e[0].word.as_str(), e[0].start, e[0].end), ("ORG", "Hugging Face Inc", 0, 16));
+        assert_eq!(
+            (e[0].entity_group.as_str(), e[0].word.as_str(), e[0].start, e[0].end),
+            ("ORG", "Hugging Face Inc", 0, 16)
+        );
         assert!((e[0].score - 0.75).abs() < 1e-6);
         assert_eq!((e[1].entity_group.as_str(), e[1].word.as_str(), e[1].start), ("LOC", "New York", 24));
         // A B- right after an entity of the same type starts a new one; I- of another type too.

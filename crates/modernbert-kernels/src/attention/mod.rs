@@ -24,9 +24,9 @@ mod pack;
 mod tile;
 mod tile_bf16;
 
-pub use dense::attention_key_prefix;
 use crate::rope::RopeTable;
 use crate::Isa;
+pub use dense::attention_key_prefix;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use tile::{Dims, Group, GroupFn, PANEL, ROWS};

@@ -105,7 +105,13 @@ impl Colbert {
     /// Tokenises a query or document as PyLate does: the text stripped, `[CLS] text [SEP]` cut to
     /// `length − 1` tokens, the prefix inserted after `[CLS]`; queries padded with `[MASK]` to
     /// `query_length` when expanding.
-    pub fn encode(&self, tokenizer: &Tokenizer, text: &str, is_query: bool, prompt: Option<&str>) -> Result<ColbertInput> {
+    pub fn encode(
+        &self,
+        tokenizer: &Tokenizer,
+        text: &str,
+        is_query: bool,
+        prompt: Option<&str>,
+    ) -> Result<ColbertInput> {
         // PyLate tokenises with sentence-transformers 5.3, which strips the prompted text.
         let text = match prompt {
             Some(p) => format!("{p}{text}").trim().to_string(),
@@ -143,10 +149,7 @@ pub fn maxsim(query: &[Vec<f32>], document: &[Vec<f32>]) -> f32 {
     query
         .iter()
         .map(|q| {
-            document
-                .iter()
-                .map(|d| q.iter().zip(d).map(|(a, b)| a * b).sum::<f32>())
-                .fold(f32::NEG_INFINITY, f32::max)
+            document.iter().map(|d| q.iter().zip(d).map(|(a, b)| a * b).sum::<f32>()).fold(f32::NEG_INFINITY, f32::max)
         })
         .filter(|m| m.is_finite())
         .sum()

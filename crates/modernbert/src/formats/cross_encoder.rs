@@ -33,10 +33,10 @@ pub fn apply(act: Option<Activation>, x: f32) -> f32 {
         Some(Activation::Tanh) => x.tanh(),
         Some(Activation::Relu) => x.max(0.0),
         Some(Activation::Silu) => x / (1.0 + (-x).exp()),
-        Some(Activation::Gelu) => 0.5 * x * (1.0 + modernbert_kernels::reference::erf((x / std::f32::consts::SQRT_2) as f64) as f32),
-        Some(Activation::GeluTanh) => {
-            0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh())
+        Some(Activation::Gelu) => {
+            0.5 * x * (1.0 + modernbert_kernels::reference::erf((x / std::f32::consts::SQRT_2) as f64) as f32)
         }
+        Some(Activation::GeluTanh) => 0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh()),
     }
 }
 

@@ -111,7 +111,11 @@ pub fn read_modules(dir: &Path) -> Result<Option<Vec<ModuleEntry>>> {
             return Err(m.unsupported());
         }
         if m.path.contains("..") {
-            return Err(Error::Input(format!("{}: module path {:?} leaves the model directory", path.display(), m.path)));
+            return Err(Error::Input(format!(
+                "{}: module path {:?} leaves the model directory",
+                path.display(),
+                m.path
+            )));
         }
     }
     match modules.first() {
@@ -141,7 +145,8 @@ pub fn read(dir: &Path, config: &Config, head: HeadKind, tokenizer: Option<&Toke
     let model_type = st_model_type(dir)?;
     let pylate = modules.iter().flatten().any(|m| m.class.starts_with("pylate."));
     if model_type.as_deref() == Some("ColBERT") || pylate {
-        let tokenizer = tokenizer.ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", dir.display())))?;
+        let tokenizer =
+            tokenizer.ok_or_else(|| Error::Tokenizer(format!("{} has no tokenizer.json", dir.display())))?;
         let modules = modules.unwrap_or_default();
         return Ok(Format::Colbert(Box::new(colbert::read(dir, &modules, config, tokenizer)?)));
     }

@@ -128,9 +128,7 @@ pub fn read_dense(dir: &Path, pooled_dim: usize) -> Result<Dense> {
     )?;
     let mut tensors = read_tensors(dir)?;
     let mut take = |name: &str, shape: &[usize]| -> Result<Tensor> {
-        let t = tensors
-            .remove(name)
-            .ok_or_else(|| Error::Weights(format!("{}: no tensor `{name}`", dir.display())))?;
+        let t = tensors.remove(name).ok_or_else(|| Error::Weights(format!("{}: no tensor `{name}`", dir.display())))?;
         if t.dims() != shape {
             return Err(Error::Weights(format!(
                 "{}: `{name}` has shape {:?}, expected {shape:?}",
@@ -168,26 +166,24 @@ fn read_tensors(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
 /// Reads `N_Pooling/config.json` (either generation) into its modes.
 fn read_pooling(path: &Path, hidden: usize) -> Result<Module> {
     if !path.is_file() {
-        return Err(Error::Input(format!(
-            "{} is missing: a Pooling module needs its config",
-            path.display()
-        )));
+        return Err(Error::Input(format!("{} is missing: a Pooling module needs its config", path.display())));
     }
     let cfg = read_json(path)?;
     let at = path.display();
     let dim = cfg.get("embedding_dimension").or_else(|| cfg.get("word_embedding_dimension")).and_then(Value::as_u64);
     if let Some(d) = dim {
         if d as usize != hidden {
-            return Err(Error::Input(format!("{at}: embedding dimension {d}, but the model's hidden size is {hidden}")));
+            return Err(Error::Input(format!(
+                "{at}: embedding dimension {d}, but the model's hidden size is {hidden}"
+            )));
         }
     }
     let include_prompt = cfg.get("include_prompt").and_then(Value::as_bool).unwrap_or(true);
     let modes = match cfg.get("pooling_mode") {
         Some(Value::String(s)) => vec![parse_mode(s, &at)?],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| parse_mode(i.as_str().unwrap_or_default(), &at))
-            .collect::<Result<Vec<_>>>()?,
+        Some(Value::Array(items)) => {
+            items.iter().map(|i| parse_mode(i.as_str().unwrap_or_default(), &at)).collect::<Result<Vec<_>>>()?
+        }
         Some(other) => return Err(Error::Input(format!("{at}: `pooling_mode` {other} is not a string or list"))),
         None => {
             // Legacy booleans, computed in this fixed order whatever the key order.
