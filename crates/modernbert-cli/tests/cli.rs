@@ -135,7 +135,7 @@ fn classify_tokens_with_char_offsets() {
 #[test]
 fn bad_inputs_are_one_line_errors() {
     assert_error(&run(&["embed", "--model", "/nonexistent/model", "x"]), "does not exist");
-    assert_error(&run(&["embed", "--model", &tiny(), ""]), "input 0 is empty");
+    assert_error(&run(&["embed", "--model", &tiny(), ""]), "input 0: empty text");
     assert_error(&run(&["fill-mask", "--model", &tiny(), "no mask here"]), "no [MASK]");
     assert_error(&run(&["embed", "--model", &tiny()]), "no input text");
     assert_error(&run(&["classify", "--model", &tiny(), "x"]), "classification model");
@@ -190,4 +190,42 @@ fn default_model_is_the_shipped_one_unless_the_environment_names_another() {
     let from_tiny = json_lines(&run(&["fill-mask", "--top-k", "3", "--model", &tiny(), text]));
     assert_eq!(json_lines(&bare(Some(&tiny()))), from_tiny);
     assert_ne!(from_tiny, from_shipped);
+}
+
+#[test]
+fn finetune_then_evaluate_and_classify() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    let rows: String = (0..40)
+        .map(|i| {
+            let (word, label) = if i % 2 == 0 { ("great", "pos") } else { ("awful", "neg") };
+            format!("{{\"text\": \"the film was {word} {i}\", \"label\": \"{label}\"}}\n")
+        })
+        .collect();
+    std::fs::write(&train, rows).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = dir.path().join("out").display().to_string();
+    let args = ["finetune", "--task", "classification", "--model", &tiny(), "--train", train.to_str().unwrap()];
+    let done = run(&[
+        &args[..],
+        &["--output", &out, "--epochs", "2", "--batch-size", "8", "--learning-rate", "3e-3", "--no-progress"],
+    ]
+    .concat());
+    let summary = json_lines(&done);
+    assert_eq!(summary[0]["metric"], "accuracy");
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(stderr.contains("settings:") && stderr.contains("learning_rate = 0.003"), "{stderr}");
+    assert!(stderr.contains("36 training examples, 4 validation examples (10% of"), "{stderr}");
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "README.md", "training_curve.png"] {
+        assert!(out_dir.join(f).is_file(), "{f}");
+    }
+    let eval = json_lines(&run(&["evaluate", "--model", &out, "--data", train.to_str().unwrap()]));
+    assert_eq!(eval[0]["metrics"]["examples"], 40);
+    let acc = eval[0]["metrics"]["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    let c = json_lines(&run(&["classify", "--model", &out, "the film was great"]));
+    assert!(c[0]["label"] == "pos" || c[0]["label"] == "neg");
+    // The same output directory again is refused; a bad setting names its field.
+    assert_error(&run(&[&args[..], &["--output", &out, "--no-progress"]].concat()), "already holds a fine-tuning run");
+    assert_error(&run(&[&args[..], &["--output", "/tmp/x", "--warmup-ratio", "2"]].concat()), "warmup_ratio");
 }

@@ -136,7 +136,7 @@ impl Model {
     pub fn prepare(&self, text: &str, opts: &EmbedOptions) -> Result<Prepared> {
         let tokenizer = self.tokenizer()?;
         if text.trim().is_empty() {
-            return Err(Error::Input("the input is empty".into()));
+            return Err(Error::Input("empty text".into()));
         }
         let prompt = self.resolve_prompt(opts)?;
         if let Format::Colbert(c) = &self.format {
