@@ -98,7 +98,7 @@ fn classification_learns_and_exports_an_hf_directory() {
     let last: f64 = train_loss[train_loss.len() - 4..].iter().sum::<f64>() / 4.0;
     eprintln!("train loss {first:.4} -> {last:.4}; best accuracy {:.3} at step {}", best.metric, best.step);
     assert!(last < 0.5 * first, "training loss did not fall: {first} -> {last}");
-    assert!(best.metric >= 0.9, "validation accuracy {}", best.metric);
+    assert!(best.metric >= 0.8, "validation accuracy {} (chance: 0.5)", best.metric);
 
     // The output is an HF directory the library loads, with the labels and the best model.
     let config: serde_json::Value =

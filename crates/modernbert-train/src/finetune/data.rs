@@ -2,6 +2,7 @@
 //! tasks. Every error names the file and line; labels keep their file type (string, integer,
 //! float, list) until [`super::labels`] turns them into a label space.
 
+use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -343,6 +344,29 @@ fn read_conll(path: &Path, text: &str) -> Result<Vec<TokenRow>> {
     Ok(rows)
 }
 
+/// Splits off a seeded 10% (at least one row) for validation.
+pub fn hold_out<T>(rows: Vec<T>, seed: u64) -> Result<(Vec<T>, Vec<T>)> {
+    if rows.len() < 2 {
+        bail!("the training file has {} row(s): too few to hold out a validation share", rows.len());
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    Rng::keyed(seed, &[0x401D]).shuffle(&mut order);
+    let n_val = rows.len().div_ceil(10);
+    let mut held = vec![false; rows.len()];
+    for &i in &order[..n_val] {
+        held[i] = true;
+    }
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (r, h) in rows.into_iter().zip(held) {
+        if h {
+            val.push(r);
+        } else {
+            train.push(r);
+        }
+    }
+    Ok((train, val))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,5 +446,14 @@ mod tests {
             let err = format!("{:#}", read_token_rows(&p, None).unwrap_err());
             assert!(err.contains(want), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn hold_out_is_a_seeded_tenth() {
+        let (t, v) = hold_out((0..95).collect::<Vec<_>>(), 7).unwrap();
+        assert_eq!((t.len(), v.len()), (85, 10));
+        assert_eq!(hold_out((0..95).collect::<Vec<_>>(), 7).unwrap().1, v);
+        assert_ne!(hold_out((0..95).collect::<Vec<_>>(), 8).unwrap().1, v);
+        assert!(hold_out(vec![1], 7).is_err());
     }
 }

@@ -13,31 +13,32 @@
 //!    model card ([`export`]).
 
 pub mod batches;
+pub mod classify;
 pub mod data;
 pub mod encode;
 pub mod evaluate;
 mod export;
+pub mod job;
 pub mod labels;
 pub mod metrics;
 pub mod objective;
-mod setup;
 
 use crate::checkpoint::{self, MetricsLog};
-use crate::model::{DropoutConfig, DropoutKey, TrainModel};
+use crate::model::{DropoutConfig, TrainModel};
 use crate::optim::{self, AdamW, OptimizerConfig};
 use anyhow::{bail, Context, Result};
-use batches::{epoch_steps, micro_batches, Batching};
+use batches::Batching;
 use candle_core::Tensor;
-use encode::Example;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use job::{Job, StepContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub use classify::TaskData;
 pub use data::Format;
-pub use setup::TaskData;
 
 /// What the fine-tuned model does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +58,15 @@ impl std::str::FromStr for Task {
             "classification" => Task::Classification,
             "token-classification" => Task::TokenClassification,
             other => bail!("unknown task {other:?} (classification, token-classification)"),
+        })
+    }
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Task::Classification => "classification",
+            Task::TokenClassification => "token-classification",
         })
     }
 }
@@ -261,7 +271,8 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
     };
     cfg.validate()?;
     let model_dir = modernbert::hub::resolve(&cfg.model)?;
-    let data = setup::load_data(&cfg, &model_dir)?;
+    let job = make_job(&cfg, &model_dir)?;
+    let job = job.as_ref();
     let ckpt_root = cfg.output.join("checkpoints");
     if resumed.is_none() && ckpt_root.exists() {
         bail!(
@@ -280,7 +291,7 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
             (model, opt, state.clone())
         }
         None => {
-            let (model, head_note) = setup::start_model(&cfg, &model_dir, &data.outputs)?;
+            let (model, head_note) = job.start_model(&cfg, &model_dir)?;
             eprintln!("{head_note}");
             let opt = AdamW::new(OptimizerConfig::adamw(), &model);
             let state = FinetuneState {
@@ -296,12 +307,13 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
         }
     };
     let dropout = DropoutConfig::from_config(model.config());
-    let lengths: Vec<usize> = data.train.examples.iter().map(|e| e.ids.len()).collect();
     let plan: Vec<Vec<Vec<usize>>> =
-        (0..cfg.epochs).map(|e| epoch_steps(&lengths, cfg.seed, e as u64, cfg.batching())).collect();
+        (0..cfg.epochs).map(|e| job.epoch_steps(cfg.seed, e as u64, cfg.batching())).collect();
     let total_steps: u64 = plan.iter().map(|p| p.len() as u64).sum();
     let warmup = (cfg.warmup_ratio * total_steps as f64).ceil() as u64;
-    eprintln!("{}", setup::describe(&cfg, &data, total_steps, warmup)?);
+    eprintln!("settings:\n{}", indent(&toml::to_string(&cfg)?));
+    eprintln!("{}", job.describe());
+    eprintln!("schedule: {total_steps} steps, {warmup} warmup steps, main metric {}", job.main_metric());
 
     let mut log = MetricsLog::open(&cfg.output.join("metrics.jsonl"), resumed.as_ref().map(|(_, s)| s.step))?;
     let bar = ProgressBar::with_draw_target(
@@ -326,31 +338,12 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
             if state.step >= max_steps {
                 break 'epochs;
             }
-            // One optimizer step over the step's examples, in micro-batches.
+            // One optimizer step over the step's items.
             let t0 = Instant::now();
-            let step = &steps[state.step_in_epoch];
-            let examples: Vec<&Example> = step.iter().map(|&i| &data.train.examples[i]).collect();
-            let total_units = objective::units(&examples);
+            let items = &steps[state.step_in_epoch];
             let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
-            let mut loss = 0f64;
-            let (mut t_fwd, mut t_bwd) = (0f64, 0f64);
-            for (k, micro) in micro_batches(step, &lengths, cfg.micro_batch_tokens).iter().enumerate() {
-                let batch: Vec<&Example> = micro.iter().map(|&i| &data.train.examples[i]).collect();
-                let (ids, cu) = concat(&batch);
-                let key = DropoutKey { seed: cfg.seed, step: state.step, micro: k as u64 };
-                let tf = Instant::now();
-                let logits = model.classifier_logits(&ids, &cu, Some((dropout, key)))?;
-                let part = objective::loss_sum(&logits, &batch)?;
-                if part.units == 0 {
-                    continue;
-                }
-                let scaled = (part.sum / total_units as f64)?;
-                loss += scaled.to_scalar::<f32>()? as f64;
-                let tb = Instant::now();
-                t_fwd += (tb - tf).as_secs_f64();
-                optim::accumulate(&mut grads, &model, &scaled.backward()?)?;
-                t_bwd += tb.elapsed().as_secs_f64();
-            }
+            let mut ctx = StepContext { cfg: &cfg, dropout, step: state.step, grads: &mut grads };
+            let loss = job.step(&model, items, &mut ctx)?;
             let to = Instant::now();
             let grad_norm = optim::grad_norm(&grads)?;
             if !loss.is_finite() || !grad_norm.is_finite() {
@@ -367,25 +360,23 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
             let secs = t0.elapsed().as_secs_f64();
             if timing {
                 eprintln!(
-                    "step {}: {} examples, forward {:.0} ms, backward {:.0} ms, clip + optimizer {:.0} ms, total {:.0} ms",
+                    "step {}: {} items, forward + backward {:.0} ms, clip + optimizer {:.0} ms",
                     state.step + 1,
-                    step.len(),
-                    t_fwd * 1e3,
-                    t_bwd * 1e3,
+                    items.len(),
+                    (to - t0).as_secs_f64() * 1e3,
                     to.elapsed().as_secs_f64() * 1e3,
-                    secs * 1e3
                 );
             }
             state.step += 1;
             state.step_in_epoch += 1;
-            state.samples += step.len() as u64;
+            state.samples += items.len() as u64;
             state.train_secs += secs;
-            run_samples += step.len() as u64;
+            run_samples += items.len() as u64;
             run_secs += secs;
             let rate = run_samples as f64 / run_secs.max(1e-9);
             log.log(json!({
                 "type": "train", "step": state.step, "epoch": state.epoch + 1, "loss": loss, "lr": lr,
-                "grad_norm": grad_norm, "samples": step.len(), "samples_per_sec": step.len() as f64 / secs,
+                "grad_norm": grad_norm, "samples": items.len(), "samples_per_sec": items.len() as f64 / secs,
             }))?;
             bar.set_position(state.step);
             bar.set_message(format!("epoch {} loss {loss:.4} lr {lr:.2e} {rate:.1} samples/s", state.epoch + 1));
@@ -397,8 +388,8 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
                     state.epoch += 1;
                     state.step_in_epoch = 0;
                 }
-                evaluate_and_keep(&model, &model_dir, &data, &cfg, &mut state, &mut log, &bar)?;
-                save_checkpoint(&ckpt_root, &model, &model_dir, &opt, &state, &cfg)?;
+                evaluate_and_keep(job, &model, &model_dir, &cfg, &mut state, &mut log, &bar)?;
+                save_checkpoint(job, &ckpt_root, &model, &model_dir, &opt, &state, &cfg)?;
                 last_eval_step = Some(state.step);
                 if cfg.early_stopping_patience.is_some_and(|p| state.evals_without_improvement >= p) {
                     say(
@@ -418,26 +409,37 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
     }
     bar.finish_and_clear();
     if last_eval_step != Some(state.step) {
-        evaluate_and_keep(&model, &model_dir, &data, &cfg, &mut state, &mut log, &bar)?;
-        save_checkpoint(&ckpt_root, &model, &model_dir, &opt, &state, &cfg)?;
+        evaluate_and_keep(job, &model, &model_dir, &cfg, &mut state, &mut log, &bar)?;
+        save_checkpoint(job, &ckpt_root, &model, &model_dir, &opt, &state, &cfg)?;
     }
-    export::finish(&cfg, &data, &state)?;
+    export::finish(&cfg, job, &state)?;
     Ok(Summary {
         output: cfg.output.clone(),
         steps: state.step,
         best: state.best.clone(),
-        metric_name: data.outputs.main_metric(),
+        metric_name: job.main_metric(),
         samples_per_sec: if run_secs > 0.0 { run_samples as f64 / run_secs } else { 0.0 },
         stopped_early,
     })
 }
 
-/// Concatenates examples into an unpadded batch: ids and `cu_seqlens`.
-fn concat(batch: &[&Example]) -> (Vec<u32>, Vec<u32>) {
-    let mut ids = Vec::with_capacity(batch.iter().map(|e| e.ids.len()).sum());
+/// The job of a task.
+fn make_job(cfg: &FinetuneConfig, model_dir: &Path) -> Result<Box<dyn Job>> {
+    Ok(match cfg.task {
+        Task::Classification | Task::TokenClassification => Box::new(classify::ClassifyJob::new(cfg, model_dir)?),
+    })
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Concatenates token sequences into an unpadded batch: ids and `cu_seqlens`.
+pub(crate) fn concat<'a>(sequences: impl Iterator<Item = &'a [u32]>) -> (Vec<u32>, Vec<u32>) {
+    let mut ids = Vec::new();
     let mut cu = vec![0u32];
-    for e in batch {
-        ids.extend_from_slice(&e.ids);
+    for s in sequences {
+        ids.extend_from_slice(s);
         cu.push(ids.len() as u32);
     }
     (ids, cu)
@@ -446,15 +448,15 @@ fn concat(batch: &[&Example]) -> (Vec<u32>, Vec<u32>) {
 /// Evaluates on the validation examples, logs it, and keeps the model if it is the best so far
 /// (written to `output/best`, atomically).
 fn evaluate_and_keep(
+    job: &dyn Job,
     model: &TrainModel,
     source: &Path,
-    data: &TaskData,
     cfg: &FinetuneConfig,
     state: &mut FinetuneState,
     log: &mut MetricsLog,
     bar: &ProgressBar,
 ) -> Result<()> {
-    let eval = evaluate::evaluate(&model.to_inference()?, &data.validation.examples, &data.outputs)?;
+    let eval = job.evaluate(model)?;
     log.log(json!({
         "type": "eval", "step": state.step, "epoch": state.epoch, "loss": eval.loss,
         "metric": eval.metric_name, eval.metric_name: eval.metric, "metrics": eval.metrics,
@@ -478,7 +480,7 @@ fn evaluate_and_keep(
         state.best =
             Some(Best { step: state.step, metric: eval.metric, loss: eval.loss, metrics: eval.metrics.clone() });
         state.evals_without_improvement = 0;
-        export::save_model(&cfg.output, "best", model, source)?;
+        checkpoint::save_dir(&cfg.output, "best", |dir| job.write_model(dir, model, source))?;
     } else {
         state.evals_without_improvement += 1;
     }
@@ -488,6 +490,7 @@ fn evaluate_and_keep(
 /// Writes a resume checkpoint `output/checkpoints/step-N` (model, optimizer, state, settings),
 /// points `latest` at it and keeps the newest two.
 fn save_checkpoint(
+    job: &dyn Job,
     root: &Path,
     model: &TrainModel,
     source: &Path,
@@ -497,7 +500,7 @@ fn save_checkpoint(
 ) -> Result<()> {
     let name = checkpoint::step_name(state.step);
     checkpoint::save_dir(root, &name, |dir| {
-        export::write_model(dir, model, source)?;
+        job.write_model(dir, model, source)?;
         opt.save(&dir.join("optimizer.safetensors"))?;
         std::fs::write(dir.join("trainer_state.json"), serde_json::to_string_pretty(state)? + "\n")?;
         std::fs::write(dir.join("finetune_config.json"), serde_json::to_string_pretty(cfg)? + "\n")?;

@@ -1,14 +1,20 @@
-//! Before the loop: the encoded data of a run and the model it starts from.
+//! Sequence classification / regression and token classification: the data (encoded rows with
+//! targets), the model a run starts from, the step (unpadded micro-batches through the library's
+//! classifier head and HF's loss) and the evaluation.
 
-use super::data::{read_text_rows, read_token_rows};
+use super::batches::micro_batches;
+use super::data::{hold_out, read_text_rows, read_token_rows};
+use super::encode::Example;
 use super::encode::{encode_text_rows, encode_token_rows, Encoded};
 use super::evaluate::Outputs;
+use super::evaluate::{evaluate, Evaluation};
+use super::job::{Job, StepContext};
 use super::labels::{tag_set, LabelSpace};
-use super::{FinetuneConfig, Task};
+use super::{concat, export, objective, FinetuneConfig, Task};
 use crate::init::{init_specs, InitConfig};
 use crate::model::TrainModel;
+use crate::optim;
 use crate::params::{param_specs, HeadKind, ParamKind, Params};
-use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use modernbert::{Config, Tokenizer};
@@ -22,29 +28,6 @@ pub struct TaskData {
     pub validation: Encoded,
     /// Where the validation examples came from (a file, or the held-out share).
     pub validation_source: String,
-}
-
-/// Splits off a seeded 10% (at least one row) for validation.
-fn hold_out<T>(rows: Vec<T>, seed: u64) -> Result<(Vec<T>, Vec<T>)> {
-    if rows.len() < 2 {
-        bail!("the training file has {} row(s): too few to hold out a validation share", rows.len());
-    }
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    Rng::keyed(seed, &[0x401D]).shuffle(&mut order);
-    let n_val = rows.len().div_ceil(10);
-    let mut held = vec![false; rows.len()];
-    for &i in &order[..n_val] {
-        held[i] = true;
-    }
-    let (mut train, mut val) = (Vec::new(), Vec::new());
-    for (r, h) in rows.into_iter().zip(held) {
-        if h {
-            val.push(r);
-        } else {
-            train.push(r);
-        }
-    }
-    Ok((train, val))
 }
 
 /// Reads, checks and encodes the training and validation data with the model's tokenizer.
@@ -155,46 +138,97 @@ pub fn start_model(cfg: &FinetuneConfig, dir: &Path, outputs: &Outputs) -> Resul
     Ok((TrainModel::from_tensors(config, &tensors)?, note))
 }
 
-/// The resolved settings and data, printed at the start of a run.
-pub fn describe(cfg: &FinetuneConfig, data: &TaskData, total_steps: u64, warmup: u64) -> Result<String> {
-    let mut s = String::from("settings:\n");
-    for line in toml::to_string(cfg)?.lines() {
-        s += &format!("  {line}\n");
-    }
-    let outputs = match &data.outputs {
-        Outputs::Sequence(space) => format!("{space}: {:?}", space.names()),
-        Outputs::Tokens(tags) => format!("{} tags: {tags:?}", tags.len()),
-    };
-    s += &format!(
-        "data: {} training examples, {} validation examples ({}); {outputs}\n",
-        data.train.examples.len(),
-        data.validation.examples.len(),
-        data.validation_source
-    );
-    for (name, e) in [("training", &data.train), ("validation", &data.validation)] {
-        if e.truncated > 0 {
-            s += &format!(
-                "warning: {} {name} examples were longer than {} tokens and were cut{}\n",
-                e.truncated,
-                cfg.max_length,
-                if e.lost_words > 0 { format!(" ({} tagged words lost)", e.lost_words) } else { String::new() }
-            );
-        }
-    }
-    s += &format!("schedule: {total_steps} steps, {warmup} warmup steps, main metric {}", data.outputs.main_metric());
-    Ok(s)
+/// A classification or tagging run.
+pub struct ClassifyJob {
+    pub data: TaskData,
+    lengths: Vec<usize>,
+    max_length: usize,
+    task: Task,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl ClassifyJob {
+    /// Reads and encodes the run's data.
+    pub fn new(cfg: &FinetuneConfig, model_dir: &Path) -> Result<Self> {
+        let data = load_data(cfg, model_dir)?;
+        let lengths = data.train.examples.iter().map(|e| e.ids.len()).collect();
+        Ok(Self { data, lengths, max_length: cfg.max_length, task: cfg.task })
+    }
+}
 
-    #[test]
-    fn hold_out_is_a_seeded_tenth() {
-        let (t, v) = hold_out((0..95).collect::<Vec<_>>(), 7).unwrap();
-        assert_eq!((t.len(), v.len()), (85, 10));
-        assert_eq!(hold_out((0..95).collect::<Vec<_>>(), 7).unwrap().1, v);
-        assert_ne!(hold_out((0..95).collect::<Vec<_>>(), 8).unwrap().1, v);
-        assert!(hold_out(vec![1], 7).is_err());
+impl Job for ClassifyJob {
+    fn lengths(&self) -> &[usize] {
+        &self.lengths
+    }
+
+    fn start_model(&self, cfg: &FinetuneConfig, dir: &Path) -> Result<(TrainModel, String)> {
+        start_model(cfg, dir, &self.data.outputs)
+    }
+
+    fn step(&self, model: &TrainModel, items: &[usize], ctx: &mut StepContext) -> Result<f64> {
+        let examples = &self.data.train.examples;
+        let total_units = objective::units(&items.iter().map(|&i| &examples[i]).collect::<Vec<_>>());
+        let mut loss = 0f64;
+        for (k, micro) in micro_batches(items, &self.lengths, ctx.cfg.micro_batch_tokens).iter().enumerate() {
+            let batch: Vec<&Example> = micro.iter().map(|&i| &examples[i]).collect();
+            let (ids, cu) = concat(batch.iter().map(|e| e.ids.as_slice()));
+            let logits = model.classifier_logits(&ids, &cu, ctx.key(k as u64))?;
+            let part = objective::loss_sum(&logits, &batch)?;
+            if part.units == 0 {
+                continue;
+            }
+            let scaled = (part.sum / total_units as f64)?;
+            loss += scaled.to_scalar::<f32>()? as f64;
+            optim::accumulate(ctx.grads, model, &scaled.backward()?)?;
+        }
+        Ok(loss)
+    }
+
+    fn evaluate(&self, model: &TrainModel) -> Result<Evaluation> {
+        evaluate(&model.to_inference()?, &self.data.validation.examples, &self.data.outputs)
+    }
+
+    fn main_metric(&self) -> &'static str {
+        self.data.outputs.main_metric()
+    }
+
+    fn write_model(&self, dir: &Path, model: &TrainModel, source: &Path) -> Result<()> {
+        export::write_model(dir, model, source)
+    }
+
+    fn describe(&self) -> String {
+        let data = &self.data;
+        let outputs = match &data.outputs {
+            Outputs::Sequence(space) => format!("{space}: {:?}", space.names()),
+            Outputs::Tokens(tags) => format!("{} tags: {tags:?}", tags.len()),
+        };
+        let mut s = format!(
+            "data: {} training examples, {} validation examples ({}); {outputs}",
+            data.train.examples.len(),
+            data.validation.examples.len(),
+            data.validation_source
+        );
+        for (name, e) in [("training", &data.train), ("validation", &data.validation)] {
+            if e.truncated > 0 {
+                s += &format!(
+                    "\nwarning: {} {name} examples were longer than {} tokens and were cut{}",
+                    e.truncated,
+                    self.max_length,
+                    if e.lost_words > 0 { format!(" ({} tagged words lost)", e.lost_words) } else { String::new() }
+                );
+            }
+        }
+        s
+    }
+
+    fn usage(&self, output: &Path) -> String {
+        let auto = match self.task {
+            Task::TokenClassification => "AutoModelForTokenClassification",
+            _ => "AutoModelForSequenceClassification",
+        };
+        let o = output.display();
+        format!(
+            "```bash\nmodernbert classify --model {o} \"some text\"\n```\n\n```python\nfrom transformers import {auto}\n\
+             model = {auto}.from_pretrained(\"{o}\")\n```"
+        )
     }
 }
