@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use modernbert::retrieval::RetrievalSet;
 use modernbert_train::finetune::{self, evaluate, FinetuneConfig, Format, Task};
 use std::path::PathBuf;
 
@@ -23,17 +24,19 @@ pub struct FinetuneArgs {
     /// Continue a run exactly from its output directory or a checkpoint (its settings are used).
     #[arg(long)]
     pub resume: Option<PathBuf>,
-    /// classification | token-classification.
+    /// classification | token-classification | embedding.
     #[arg(long)]
     pub task: Option<Task>,
     /// Start checkpoint: model directory or Hugging Face Hub id (default: $MODERNBERT_MODEL, else models/modernbert-mini).
     #[arg(long, short)]
     pub model: Option<String>,
-    /// Training file: JSONL {"text", "text_pair"?, "label"}, CSV/TSV with a header, or for
-    /// token classification JSONL {"tokens", "tags"} / CoNLL.
+    /// Training file: JSONL {"text", "text_pair"?, "label"}, CSV/TSV with a header; for token
+    /// classification JSONL {"tokens", "tags"} / CoNLL; for embedding JSONL {"query", "positive",
+    /// "negatives"?} (or {"anchor", "positive", "negative"?}).
     #[arg(long)]
     pub train: Option<PathBuf>,
-    /// Validation file (default: a seeded 10% of the training file).
+    /// Validation file (default: a seeded 10% of the training file); for embedding also a BEIR
+    /// directory (queries.jsonl, corpus.jsonl, qrels.tsv).
     #[arg(long)]
     pub validation: Option<PathBuf>,
     /// jsonl | csv | tsv | conll (default: from the file extension).
@@ -77,6 +80,27 @@ pub struct FinetuneArgs {
     /// Stop after this many optimizer steps in total (a checkpoint is written there).
     #[arg(long)]
     pub max_steps: Option<u64>,
+    /// Embedding: `mean` or `cls` pooling.
+    #[arg(long)]
+    pub pooling: Option<String>,
+    /// Embedding: scale of the cosine similarities in the InfoNCE loss (20).
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Embedding: also train these truncated widths (Matryoshka), e.g. 64,128.
+    #[arg(long, value_delimiter = ',')]
+    pub matryoshka_dims: Option<Vec<usize>>,
+    /// Embedding: texts per forward pass with gradient caching (large batches in small memory).
+    #[arg(long)]
+    pub mini_batch_size: Option<usize>,
+    /// Embedding: hard negatives per row (default: as many as every row has).
+    #[arg(long)]
+    pub hard_negatives: Option<usize>,
+    /// Embedding: prompt prepended to queries (saved as the model's "query" prompt).
+    #[arg(long)]
+    pub query_prompt: Option<String>,
+    /// Embedding: prompt prepended to documents (saved as the model's "document" prompt).
+    #[arg(long)]
+    pub document_prompt: Option<String>,
     /// Do not draw a progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -85,12 +109,28 @@ pub struct FinetuneArgs {
 /// Arguments of `modernbert evaluate`.
 #[derive(Args)]
 pub struct EvaluateArgs {
-    /// A classifier or tagger: model directory or Hugging Face Hub id.
+    /// A classifier or tagger (or, with --task retrieval, an embedding, ColBERT or reranking
+    /// model): model directory or Hugging Face Hub id.
     #[arg(long, short)]
     pub model: Option<String>,
+    /// `classification` (classifiers and taggers, default) or `retrieval`.
+    #[arg(long, default_value = "classification")]
+    pub task: String,
     /// Labelled file, as for `modernbert finetune --train`.
+    #[arg(long, required_unless_present_any = ["queries", "beir"])]
+    pub data: Option<PathBuf>,
+    /// Retrieval: queries JSONL ({"_id", "text"}).
+    #[arg(long, requires_all = ["corpus", "qrels"])]
+    pub queries: Option<PathBuf>,
+    /// Retrieval: corpus JSONL ({"_id", "title"?, "text"}).
     #[arg(long)]
-    pub data: PathBuf,
+    pub corpus: Option<PathBuf>,
+    /// Retrieval: relevance TSV (query-id, corpus-id, score).
+    #[arg(long)]
+    pub qrels: Option<PathBuf>,
+    /// Retrieval: a BEIR directory holding the three files.
+    #[arg(long)]
+    pub beir: Option<PathBuf>,
     #[arg(long)]
     pub format: Option<Format>,
     /// Cut longer inputs to this many tokens.
@@ -118,6 +158,8 @@ pub fn run(command: Commands) -> Result<()> {
                 ($($field:ident),*) => { $( if a.$field.is_some() { cfg.$field = a.$field.clone(); } )* };
             }
             set_optional!(validation, format, max_batch_tokens, early_stopping_patience, classifier_pooling, max_steps);
+            set_optional!(pooling, matryoshka_dims, mini_batch_size, hard_negatives, query_prompt, document_prompt);
+            set!(scale);
             if let Some(m) = a.model {
                 cfg.model = m;
             } else if cfg.model.is_empty() && a.resume.is_none() {
@@ -151,9 +193,35 @@ pub fn run(command: Commands) -> Result<()> {
             }
             Ok(())
         }
-        Commands::Evaluate(a) => {
+        Commands::Evaluate(a) if a.task == "retrieval" => {
             let model = crate::load_model(a.model.as_deref(), a.precision)?;
-            let r = evaluate::evaluate_file(&model, &a.data, a.format, a.max_length)?;
+            let set = match (&a.beir, &a.queries, &a.corpus, &a.qrels) {
+                (Some(dir), _, _, _) => RetrievalSet::read_dir(dir)?,
+                (None, Some(q), Some(c), Some(r)) => RetrievalSet::read(q, c, r)?,
+                _ => bail!("--task retrieval needs --beir DIR, or --queries, --corpus and --qrels"),
+            };
+            let t0 = std::time::Instant::now();
+            let m = modernbert::retrieval::evaluate(&model, &set, a.max_length)?;
+            eprintln!(
+                "{} queries over {} documents in {:.1} s: nDCG@10 {:.4}, MRR@10 {:.4}, Recall@10 {:.4}, Recall@100 {:.4}",
+                m.queries,
+                set.corpus.len(),
+                t0.elapsed().as_secs_f64(),
+                m.ndcg_at_10,
+                m.mrr_at_10,
+                m.recall_at_10,
+                m.recall_at_100
+            );
+            println!("{}", serde_json::to_string(&m)?);
+            Ok(())
+        }
+        Commands::Evaluate(a) => {
+            if a.task != "classification" {
+                bail!("--task {:?}: expected classification or retrieval", a.task);
+            }
+            let model = crate::load_model(a.model.as_deref(), a.precision)?;
+            let data = a.data.as_deref().ok_or_else(|| anyhow::anyhow!("give the labelled file with --data"))?;
+            let r = evaluate::evaluate_file(&model, data, a.format, a.max_length)?;
             if r.encoded.truncated > 0 {
                 eprintln!(
                     "warning: {} examples were longer than {} tokens and were cut",
@@ -163,7 +231,7 @@ pub fn run(command: Commands) -> Result<()> {
             let e = r.evaluation;
             eprintln!(
                 "{}: {} {:.4}, loss {:.4} on {} examples",
-                a.data.display(),
+                data.display(),
                 e.metric_name,
                 e.metric,
                 e.loss,

@@ -1,14 +1,18 @@
-//! Dynamic batching: a queue of tokenized sequences and the model worker thread(s) that drain it.
+//! Dynamic batching: a queue of prepared inputs and the model worker thread(s) that drain it.
 //!
-//! Handlers push sequences (already tokenized, off the model thread) and await one reply per
-//! sequence. A worker that becomes free takes the oldest waiting sequence, adds the waiting
-//! sequences closest to it in length until `max_batch_tokens` (or `max_batch_requests`) is
-//! reached, runs one unpadded forward pass on its own OS thread (never on the async runtime) and
-//! answers every sequence of the batch. Sequences that arrive while the model is busy are picked
-//! up by the next batch, so batches grow with load and a lone request never waits for company.
+//! Handlers push inputs (already tokenised by [`modernbert::Model::prepare`], off the model
+//! thread) and await one reply per input. A worker that becomes free takes the oldest waiting
+//! input, adds the waiting inputs closest to it in length until `max_batch_tokens` (or
+//! `max_batch_requests`) is reached, hands the batch to [`modernbert::Model::run`] on its own OS
+//! thread (never on the async runtime) and answers every input of the batch with the library's
+//! [`Output`]. The server never touches the encoder, pooling or heads itself: it sees plain data.
+//! Inputs that arrive while the model is busy are picked up by the next batch, so batches grow
+//! with load and a lone request never waits for company.
 
 use crate::metrics::Metrics;
-use modernbert::{Batch, Head, Model, Pooling};
+pub use modernbert::embedding::PoolingMode;
+pub use modernbert::pipelines::{Output, Prepared, Want};
+use modernbert::Model;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,26 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// What a handler needs from the model for one sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
-    /// The pooled sentence vector (server pooling), not normalised.
-    Pooled,
-    /// Every token's final hidden state.
-    Tokens,
-    /// Sequence-classification logits.
-    Logits,
-}
-
-/// The model's answer for one sequence.
-#[derive(Debug, Clone)]
-pub enum Output {
-    Pooled(Vec<f32>),
-    Tokens(Vec<Vec<f32>>),
-    Logits(Vec<f32>),
-}
-
-/// Where the time of one sequence went.
+/// Where the time of one input went.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timing {
     /// Waiting for a batch.
@@ -45,20 +30,20 @@ pub struct Timing {
     pub inference: Duration,
 }
 
-/// One sequence's reply: its output, or the reason inference failed.
+/// One input's reply: its output, or the reason inference failed.
 pub type Reply = Result<(Output, Timing), String>;
 
 /// Batch limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Most tokens in one forward pass (a longer single sequence still runs, alone).
+    /// Most tokens in one batch (a longer single input still runs, alone).
     pub max_batch_tokens: usize,
-    /// Most sequences in one forward pass.
+    /// Most inputs in one batch.
     pub max_batch_requests: Option<usize>,
 }
 
 struct Item {
-    ids: Vec<u32>,
+    input: Prepared,
     want: Want,
     enqueued: Instant,
     reply: oneshot::Sender<Reply>,
@@ -84,8 +69,15 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts `workers` model threads (at least one) that share `model`.
-    pub fn start(model: Arc<Model>, pooling: Pooling, limits: Limits, workers: usize, metrics: Arc<Metrics>) -> Self {
+    /// Starts `workers` model threads (at least one) that share `model`; `pooling` replaces the
+    /// model's pooling modes (`--pooling`).
+    pub fn start(
+        model: Arc<Model>,
+        pooling: Option<PoolingMode>,
+        limits: Limits,
+        workers: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), wake: Condvar::new(), limits, metrics });
         let handles = (0..workers.max(1))
             .map(|i| {
@@ -100,20 +92,20 @@ impl Batcher {
         Self { shared, workers: Mutex::new(handles) }
     }
 
-    /// Queues the sequences of one request; the receivers answer in the same order.
+    /// Queues the inputs of one request; the receivers answer in the same order.
     /// After [`Batcher::shutdown`] the receivers report the queue as closed.
-    pub fn submit(&self, sequences: Vec<Vec<u32>>, want: Want) -> Vec<oneshot::Receiver<Reply>> {
+    pub fn submit(&self, inputs: Vec<Prepared>, want: Want) -> Vec<oneshot::Receiver<Reply>> {
         let now = Instant::now();
-        let mut receivers = Vec::with_capacity(sequences.len());
+        let mut receivers = Vec::with_capacity(inputs.len());
         let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        for ids in sequences {
+        for input in inputs {
             let (reply, rx) = oneshot::channel();
             receivers.push(rx);
             if queue.closed {
                 let _ = reply.send(Err("the server is shutting down".into()));
             } else {
-                self.shared.metrics.input_length.observe(ids.len() as f64);
-                queue.items.push_back(Item { ids, want, enqueued: now, reply });
+                self.shared.metrics.input_length.observe(input.ids.len() as f64);
+                queue.items.push_back(Item { input, want, enqueued: now, reply });
             }
         }
         self.shared.metrics.queue_size.store(queue.items.len() as i64, Relaxed);
@@ -139,7 +131,7 @@ impl Drop for Batcher {
     }
 }
 
-fn worker(shared: &Shared, model: &Model, pooling: Pooling) {
+fn worker(shared: &Shared, model: &Model, pooling: Option<PoolingMode>) {
     loop {
         let batch = {
             let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,13 +146,12 @@ fn worker(shared: &Shared, model: &Model, pooling: Pooling) {
             batch
         };
         let start = Instant::now();
-        let sequences: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
-        let wants: Vec<Want> = batch.iter().map(|i| i.want).collect();
-        let result = catch_unwind(AssertUnwindSafe(|| forward(model, pooling, &sequences, &wants)))
+        let inputs: Vec<(&Prepared, Want)> = batch.iter().map(|i| (&i.input, i.want)).collect();
+        let result = catch_unwind(AssertUnwindSafe(|| run(model, pooling, &inputs)))
             .unwrap_or_else(|panic| Err(format!("inference panicked: {}", panic_message(&panic))));
         let inference = start.elapsed();
         let m = &shared.metrics;
-        let tokens: usize = sequences.iter().map(|s| s.len()).sum();
+        let tokens: usize = batch.iter().map(|i| i.input.ids.len()).sum();
         m.batch_size.observe(batch.len() as f64);
         m.batch_tokens.observe(tokens as f64);
         m.inputs.fetch_add(batch.len() as u64, Relaxed);
@@ -175,7 +166,7 @@ fn worker(shared: &Shared, model: &Model, pooling: Pooling) {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, sequences = sequences.len(), tokens, "inference failed");
+                tracing::error!(error = %e, inputs = batch.len(), tokens, "inference failed");
                 for item in batch {
                     let _ = item.reply.send(Err(e.clone()));
                 }
@@ -188,17 +179,17 @@ fn worker(shared: &Shared, model: &Model, pooling: Pooling) {
 fn next_batch(items: &mut VecDeque<Item>, limits: Limits) -> Vec<Item> {
     let anchor = items.pop_front().expect("queue is not empty");
     let max_sequences = limits.max_batch_requests.unwrap_or(usize::MAX).max(1);
-    let mut budget = limits.max_batch_tokens.saturating_sub(anchor.ids.len());
-    let len = anchor.ids.len();
+    let mut budget = limits.max_batch_tokens.saturating_sub(anchor.input.ids.len());
+    let len = anchor.input.ids.len();
     let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| (items[i].ids.len().abs_diff(len), i));
+    order.sort_by_key(|&i| (items[i].input.ids.len().abs_diff(len), i));
     let mut chosen = Vec::new();
     for i in order {
         if chosen.len() + 1 >= max_sequences || budget == 0 {
             break;
         }
-        if items[i].ids.len() <= budget {
-            budget -= items[i].ids.len();
+        if items[i].input.ids.len() <= budget {
+            budget -= items[i].input.ids.len();
             chosen.push(i);
         }
     }
@@ -208,44 +199,13 @@ fn next_batch(items: &mut VecDeque<Item>, limits: Limits) -> Vec<Item> {
     batch
 }
 
-/// One forward pass over `sequences`, and what each sequence wants from it.
-fn forward(model: &Model, pooling: Pooling, sequences: &[&[u32]], wants: &[Want]) -> Result<Vec<Output>, String> {
-    let err = |e: modernbert::Error| e.to_string();
-    let batch = Batch::new(sequences).map_err(err)?;
-    let hidden = model.backbone.forward(&batch).map_err(err)?;
-    let tensor_err = |e: candle_core::Error| e.to_string();
-    let pooled = if wants.contains(&Want::Pooled) {
-        let p = modernbert::pooling::pool(&hidden, &batch.cu_seqlens, pooling).map_err(err)?;
-        Some(p.to_vec2::<f32>().map_err(tensor_err)?)
-    } else {
-        None
-    };
-    let logits = if wants.contains(&Want::Logits) {
-        let Head::SequenceClassification(head) = &model.head else {
-            return Err(format!("{} has no sequence-classification head", model.head.name()));
-        };
-        Some(head.sequence_logits(&hidden, &batch.cu_seqlens).map_err(err)?.to_vec2::<f32>().map_err(tensor_err)?)
-    } else {
-        None
-    };
-    // Rows of `pooled` / `logits` are per sequence of the batch, whatever each one wants.
-    let (mut pooled, mut logits) = (pooled.unwrap_or_default(), logits.unwrap_or_default());
-    wants
-        .iter()
-        .enumerate()
-        .map(|(b, want)| {
-            Ok(match want {
-                Want::Pooled => Output::Pooled(std::mem::take(&mut pooled[b])),
-                Want::Logits => Output::Logits(std::mem::take(&mut logits[b])),
-                Want::Tokens => {
-                    let r = batch.range(b);
-                    Output::Tokens(
-                        hidden.narrow(0, r.start, r.len()).and_then(|h| h.to_vec2::<f32>()).map_err(tensor_err)?,
-                    )
-                }
-            })
-        })
-        .collect()
+/// One call of the library's pipeline over the batch: outputs in input order, one per input.
+fn run(model: &Model, pooling: Option<PoolingMode>, inputs: &[(&Prepared, Want)]) -> Result<Vec<Output>, String> {
+    let outputs = model.run(inputs, pooling).map_err(|e| e.to_string())?;
+    if outputs.len() != inputs.len() {
+        return Err(format!("the model answered {} outputs for {} inputs", outputs.len(), inputs.len()));
+    }
+    Ok(outputs)
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -269,16 +229,16 @@ mod tests {
 
     fn item(len: usize) -> Item {
         let (reply, _) = oneshot::channel();
-        Item { ids: vec![1; len], want: Want::Pooled, enqueued: Instant::now(), reply }
+        Item { input: Prepared::from_ids(vec![1; len]), want: Want::Embedding, enqueued: Instant::now(), reply }
     }
 
     #[test]
     fn batches_take_the_oldest_then_similar_lengths() {
         let mut q: VecDeque<Item> = [100, 10, 90, 120, 5].into_iter().map(item).collect();
         let b = next_batch(&mut q, Limits { max_batch_tokens: 310, max_batch_requests: None });
-        let lens: Vec<usize> = b.iter().map(|i| i.ids.len()).collect();
+        let lens: Vec<usize> = b.iter().map(|i| i.input.ids.len()).collect();
         assert_eq!(lens, vec![100, 120, 90]);
-        assert_eq!(q.iter().map(|i| i.ids.len()).collect::<Vec<_>>(), vec![10, 5]);
+        assert_eq!(q.iter().map(|i| i.input.ids.len()).collect::<Vec<_>>(), vec![10, 5]);
         let b = next_batch(&mut q, Limits { max_batch_tokens: 320, max_batch_requests: Some(1) });
         assert_eq!(b.len(), 1);
         // A sequence longer than the budget still runs, alone.

@@ -1,38 +1,47 @@
-//! Tokenization for the server: text (or token ids) → the ids the model sees, with TEI's
-//! `truncate` / `truncation_direction` / `prompt_name` options. Runs on the blocking pool,
-//! never on the model thread. The tokenizer is the model's own ([`modernbert::Tokenizer`]).
+//! Tokenisation for the server: text (or token ids) → [`Prepared`] inputs, through the library's
+//! [`Model::prepare`] / [`Model::prepare_pair`], so that every format rule (prompts,
+//! sentence-transformers' `max_seq_length`, cross-encoder lengths, ColBERT prefixes, expansion and
+//! skiplist) is the library's. The server adds only TEI's request options (`truncate`,
+//! `truncation_direction`, `prompt_name`) and its error codes. Runs on the blocking pool, never
+//! on the model thread.
 
 use crate::error::ApiError;
 use crate::types::{Direction, EncodeOptions, Input, SimpleToken};
 use anyhow::{Context, Result};
-use modernbert::{Truncation, TruncationSide};
-use std::collections::HashMap;
-use std::path::Path;
+use modernbert::pipelines::{EmbedOptions, Prepared};
+use modernbert::{Model, Truncation, TruncationSide};
+use std::sync::Arc;
 
-/// Tokenizer and prompts of the served model.
+/// Tokenises requests for the served model.
 pub struct Encoder {
-    tokenizer: modernbert::Tokenizer,
+    model: Arc<Model>,
     vocab: usize,
+    max_input: usize,
     auto_truncate: bool,
-    prompts: HashMap<String, String>,
-    default_prompt: Option<String>,
 }
 
-/// One text or text pair to encode.
-pub type Sequence = (Input, Option<String>);
+/// One input of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sequence {
+    /// Text or token ids (for a ColBERT model: a document).
+    Input(Input),
+    /// A ColBERT query.
+    Query(String),
+    /// A (first, second) text pair: a cross-encoder's (query, document), a classifier's pair.
+    Pair(String, String),
+}
 
 impl Encoder {
-    /// Uses the model's tokenizer and reads the sentence-transformers prompts of `dir`
-    /// (`config_sentence_transformers.json`, if any). Inputs may have `tokenizer.max_length()`
-    /// tokens; token ids must be below `vocab`.
-    pub fn new(tokenizer: modernbert::Tokenizer, dir: &Path, vocab: usize, auto_truncate: bool) -> Result<Self> {
-        let (prompts, default_prompt) = read_prompts(dir)?;
-        Ok(Self { tokenizer, vocab, auto_truncate, prompts, default_prompt })
+    /// Tokenises for `model` (which must have a tokenizer). Inputs may have
+    /// `tokenizer.max_length()` tokens; token ids must be below the model's vocabulary size.
+    pub fn new(model: Arc<Model>, auto_truncate: bool) -> Result<Self> {
+        let max_input = model.tokenizer().context("the server needs the model's tokenizer.json")?.max_length();
+        Ok(Self { vocab: model.config.vocab_size, max_input, auto_truncate, model })
     }
 
     /// The longest input, in tokens, that the model accepts.
     pub fn max_input(&self) -> usize {
-        self.tokenizer.max_length()
+        self.max_input
     }
 
     /// Whether `truncate` defaults to true (`--auto-truncate`).
@@ -40,102 +49,105 @@ impl Encoder {
         self.auto_truncate
     }
 
-    /// The prompt text for `name` (or the default prompt when `name` is `None`).
-    pub fn prompt(&self, name: Option<&str>) -> Result<Option<&str>, ApiError> {
-        match name {
-            None => Ok(self.default_prompt.as_deref().and_then(|d| self.prompts.get(d)).map(String::as_str)),
-            Some(n) => match self.prompts.get(n) {
-                Some(p) => Ok(Some(p)),
-                None if self.prompts.is_empty() => Err(ApiError::tokenizer(format!(
-                    "prompt_name {n:?} given, but the model has no prompts (config_sentence_transformers.json)"
-                ))),
-                None => {
-                    let mut known: Vec<&str> = self.prompts.keys().map(String::as_str).collect();
-                    known.sort_unstable();
-                    Err(ApiError::tokenizer(format!("prompt_name {n:?} is not one of the model's prompts {known:?}")))
-                }
-            },
-        }
+    fn tokenizer(&self) -> &modernbert::Tokenizer {
+        self.model.tokenizer().expect("checked in Encoder::new")
     }
 
-    /// Encodes every sequence with special tokens; errors name the input's index.
-    pub fn encode_all(&self, sequences: &[Sequence], options: &EncodeOptions) -> Result<Vec<Vec<u32>>, ApiError> {
-        let prompt = self.prompt(options.prompt_name.as_deref())?;
+    /// The prompt text `prompt_name` selects (the model's default prompt when it is `None`), by
+    /// the library's resolution rule; an unknown name (or any name for a model without prompts)
+    /// is a 422.
+    pub fn prompt(&self, name: Option<&str>) -> Result<Option<String>, ApiError> {
+        let opts = EmbedOptions { prompt_name: name.map(str::to_string), ..Default::default() };
+        self.model.resolve_prompt(&opts).map(|p| p.map(str::to_string)).map_err(|e| ApiError::tokenizer(message(e)))
+    }
+
+    /// Prepares every sequence; errors name the input's index.
+    pub fn encode_all(&self, sequences: &[Sequence], options: &EncodeOptions) -> Result<Vec<Prepared>, ApiError> {
+        // Checked once per request, with the library's rule, for a clear error.
+        self.prompt(options.prompt_name.as_deref())?;
         let truncate = options.truncate.unwrap_or(self.auto_truncate);
+        let side = match options.truncation_direction {
+            Direction::Right => TruncationSide::Right,
+            Direction::Left => TruncationSide::Left,
+        };
+        let cut = Truncation { max_length: self.max_input, side };
         sequences
             .iter()
             .enumerate()
-            .map(|(i, (input, pair))| {
-                if matches!(input, Input::Ids(_)) && options.prompt_name.is_some() {
-                    return Err(ApiError::tokenizer(format!("input {i}: prompt_name cannot apply to token ids")));
+            .map(|(i, sequence)| {
+                let prepare = |truncation: Option<Truncation>| {
+                    let opts = EmbedOptions {
+                        prompt_name: options.prompt_name.clone(),
+                        truncation,
+                        is_query: matches!(sequence, Sequence::Query(_)),
+                        ..Default::default()
+                    };
+                    match sequence {
+                        Sequence::Input(Input::Text(text)) | Sequence::Query(text) => self.model.prepare(text, &opts),
+                        Sequence::Pair(a, b) => self.model.prepare_pair(a, b, truncation),
+                        Sequence::Input(Input::Ids(_)) => unreachable!("token ids are not tokenised"),
+                    }
+                };
+                match sequence {
+                    Sequence::Input(Input::Ids(ids)) => {
+                        if options.prompt_name.is_some() {
+                            return Err(ApiError::tokenizer(format!(
+                                "input {i}: prompt_name cannot apply to token ids"
+                            )));
+                        }
+                        self.ids(i, ids, truncate.then_some(cut))
+                    }
+                    Sequence::Input(Input::Text(t)) | Sequence::Query(t) if t.trim().is_empty() => {
+                        Err(ApiError::empty(format!("input {i} is empty")))
+                    }
+                    Sequence::Pair(a, b) if a.trim().is_empty() || b.trim().is_empty() => {
+                        Err(ApiError::empty(format!("input {i} is empty")))
+                    }
+                    _ if truncate => prepare(Some(cut)).map_err(|e| input_error(i, e)),
+                    // Without `truncate`, an input over the model's maximum is refused (413). The
+                    // library says so with a plain input error; it is told apart from other input
+                    // errors by preparing the input again, cut: only the length differed if that works.
+                    _ => prepare(None).map_err(|e| match (&e, prepare(Some(cut))) {
+                        (modernbert::Error::Input(_), Ok(_)) => self.too_long(i),
+                        _ => input_error(i, e),
+                    }),
                 }
-                self.encode(i, input, pair.as_deref(), prompt, truncate, options.truncation_direction)
             })
             .collect()
     }
 
-    fn encode(
-        &self,
-        index: usize,
-        input: &Input,
-        pair: Option<&str>,
-        prompt: Option<&str>,
-        truncate: bool,
-        direction: Direction,
-    ) -> Result<Vec<u32>, ApiError> {
-        let ids = match input {
-            Input::Ids(ids) => {
-                if ids.is_empty() {
-                    return Err(ApiError::empty(format!("input {index} has no token ids")));
-                }
-                if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab) {
-                    return Err(ApiError::tokenizer(format!(
-                        "input {index}: token id {bad} is outside the vocabulary of {}",
-                        self.vocab
-                    )));
-                }
-                let mut ids = ids.clone();
-                if truncate && ids.len() > self.max_input() {
-                    match direction {
-                        Direction::Right => ids.truncate(self.max_input()),
-                        Direction::Left => {
-                            ids.drain(..ids.len() - self.max_input());
-                        }
-                    }
-                }
-                ids
-            }
-            Input::Text(text) => {
-                if text.trim().is_empty() || pair.is_some_and(|p| p.trim().is_empty()) {
-                    return Err(ApiError::empty(format!("input {index} is empty")));
-                }
-                let prompted;
-                let text = match prompt {
-                    Some(p) => {
-                        prompted = format!("{p}{text}");
-                        prompted.as_str()
-                    }
-                    None => text.as_str(),
-                };
-                let side = match direction {
-                    Direction::Right => TruncationSide::Right,
-                    Direction::Left => TruncationSide::Left,
-                };
-                let truncation = truncate.then_some(Truncation { max_length: self.max_input(), side });
-                self.tokenizer
-                    .encode(text, pair, true, truncation)
-                    .map_err(|e| ApiError::tokenizer(format!("input {index}: {e}")))?
-                    .ids
-            }
-        };
-        if ids.len() > self.max_input() {
-            return Err(ApiError::validation(format!(
-                "input {index} has {} tokens, more than the model's maximum of {}; send \"truncate\": true to cut it",
-                ids.len(),
-                self.max_input()
+    /// Token ids as given (no [CLS]/[SEP] added, no format rules), checked against the vocabulary.
+    fn ids(&self, index: usize, ids: &[u32], truncation: Option<Truncation>) -> Result<Prepared, ApiError> {
+        if ids.is_empty() {
+            return Err(ApiError::empty(format!("input {index} has no token ids")));
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab) {
+            return Err(ApiError::tokenizer(format!(
+                "input {index}: token id {bad} is outside the vocabulary of {}",
+                self.vocab
             )));
         }
-        Ok(ids)
+        let mut ids = ids.to_vec();
+        match truncation {
+            Some(Truncation { max_length, side }) if ids.len() > max_length => match side {
+                TruncationSide::Right => ids.truncate(max_length),
+                TruncationSide::Left => {
+                    ids.drain(..ids.len() - max_length);
+                }
+            },
+            _ => {}
+        }
+        if ids.len() > self.max_input {
+            return Err(self.too_long(index));
+        }
+        Ok(Prepared::from_ids(ids))
+    }
+
+    fn too_long(&self, index: usize) -> ApiError {
+        ApiError::validation(format!(
+            "input {index} is longer than the model's maximum of {} tokens; send \"truncate\": true to cut it",
+            self.max_input
+        ))
     }
 
     /// Tokens of `text` as TEI's `/tokenize` reports them (byte offsets; specials without offsets).
@@ -149,7 +161,7 @@ impl Encoder {
             Some(p) => format!("{p}{text}"),
             None => text.to_string(),
         };
-        let enc = self.tokenizer.encode(&text, None, add_special_tokens, None).map_err(ApiError::from)?;
+        let enc = self.tokenizer().encode(&text, None, add_special_tokens, None).map_err(ApiError::from)?;
         // The library reports character offsets; TEI reports byte offsets.
         let byte_at: Vec<usize> = text.char_indices().map(|(b, _)| b).chain(std::iter::once(text.len())).collect();
         Ok(enc
@@ -180,23 +192,23 @@ impl Encoder {
         if let Some(bad) = ids.iter().find(|&&id| id as usize >= self.vocab) {
             return Err(ApiError::tokenizer(format!("token id {bad} is outside the vocabulary of {}", self.vocab)));
         }
-        self.tokenizer.decode(ids, skip_special_tokens).map_err(ApiError::from)
+        self.tokenizer().decode(ids, skip_special_tokens).map_err(ApiError::from)
     }
 }
 
-/// `prompts` and `default_prompt_name` of `config_sentence_transformers.json`.
-fn read_prompts(dir: &Path) -> Result<(HashMap<String, String>, Option<String>)> {
-    let path = dir.join("config_sentence_transformers.json");
-    if !path.is_file() {
-        return Ok((HashMap::new(), None));
+/// The message of a library error, without its kind prefix.
+fn message(e: modernbert::Error) -> String {
+    match e {
+        modernbert::Error::Input(m) | modernbert::Error::Tokenizer(m) => m,
+        other => other.to_string(),
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let prompts = json["prompts"]
-        .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-        .unwrap_or_default();
-    let default = json["default_prompt_name"].as_str().map(str::to_string);
-    Ok((prompts, default))
+}
+
+/// A library error while preparing input `index`: the client's (422) unless it is internal.
+fn input_error(index: usize, e: modernbert::Error) -> ApiError {
+    match e {
+        modernbert::Error::Input(m) => ApiError::invalid(format!("input {index}: {m}")),
+        modernbert::Error::Tokenizer(m) => ApiError::tokenizer(format!("input {index}: {m}")),
+        other => ApiError::backend(format!("input {index}: {other}")),
+    }
 }

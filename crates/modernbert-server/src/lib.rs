@@ -1,9 +1,12 @@
 //! HTTP serving for ModernBERT: text-embeddings-inference (TEI) compatible routes, OpenAI
 //! `/v1/embeddings`, and dynamic token-budget batching.
 //!
-//! Request path: axum router → JSON parsing and limits → tokenization on the blocking pool →
-//! [`batcher`] queue → model thread (one unpadded forward pass per batch) → reply per input.
-//! See `docs/serving.md`.
+//! Request path: axum router → JSON parsing and limits → tokenisation on the blocking pool
+//! ([`modernbert::Model::prepare`]: the model's format decides prompts, lengths, ColBERT
+//! prefixes) → [`batcher`] queue → model thread ([`modernbert::Model::run`] on one batch) →
+//! the library's output per input → finished in the handler ([`modernbert::Model::finish`],
+//! the cross-encoder activation, ColBERT MaxSim). The server never runs the encoder, pooling or
+//! heads itself. See `docs/serving.md`.
 //!
 //! ```no_run
 //! let args = modernbert_server::ServeArgs::for_model("tests/fixtures/tiny-mlm");
@@ -31,20 +34,22 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-/// Pooling choices for `--pooling`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PoolingArg {
-    Mean,
-    Cls,
-}
+pub use modernbert::embedding::PoolingMode;
 
-impl From<PoolingArg> for modernbert::Pooling {
-    fn from(p: PoolingArg) -> Self {
-        match p {
-            PoolingArg::Mean => modernbert::Pooling::Mean,
-            PoolingArg::Cls => modernbert::Pooling::Cls,
-        }
-    }
+/// Parses `--pooling`: sentence-transformers' mode names (`cls`, `mean`, `max`,
+/// `mean_sqrt_len_tokens`, `weightedmean`, `lasttoken`), also with `-` for `_` and TEI's
+/// `last_token`.
+pub fn parse_pooling(name: &str) -> Result<PoolingMode, String> {
+    let key = name.trim().to_ascii_lowercase().replace('-', "_");
+    let key = match key.as_str() {
+        "last_token" => "lasttoken",
+        "weighted_mean" => "weightedmean",
+        "mean_sqrt_len" => "mean_sqrt_len_tokens",
+        k => k,
+    };
+    PoolingMode::parse(key).ok_or_else(|| {
+        format!("unknown pooling {name:?}; one of cls, mean, max, mean_sqrt_len_tokens, weightedmean, lasttoken")
+    })
 }
 
 /// Options of `modernbert serve` (defaults as in TEI).
@@ -78,9 +83,11 @@ pub struct ServeArgs {
     /// Truncate over-long inputs unless a request says `"truncate": false`.
     #[arg(long)]
     pub auto_truncate: bool,
-    /// Pooling for /embed (default: the model's sentence-transformers config, else mean).
-    #[arg(long, value_enum)]
-    pub pooling: Option<PoolingArg>,
+    /// Pooling for /embed, replacing the model's pooling modes: cls, mean, max,
+    /// mean_sqrt_len_tokens, weightedmean or lasttoken (default: the model's sentence-transformers
+    /// pooling, else mean). The model's Dense and Normalize modules still apply.
+    #[arg(long, value_parser = parse_pooling)]
+    pub pooling: Option<PoolingMode>,
     /// Model threads; each runs whole batches (forward passes are multi-threaded themselves).
     #[arg(long, default_value_t = 1)]
     pub model_workers: usize,
@@ -132,9 +139,10 @@ pub async fn serve(
         match tokio::task::spawn_blocking(move || state.load()).await {
             Ok(Ok(ready)) => {
                 eprintln!(
-                    "modernbert serve: model {model} ready in {:.1}s: {}, hidden {}, max input {} tokens, {}",
+                    "modernbert serve: model {model} ready in {:.1}s: {} ({}), hidden {}, max input {} tokens, {}",
                     start.elapsed().as_secs_f64(),
                     ready.architecture,
+                    ready.model.format.name(),
                     ready.hidden_size,
                     ready.encoder.max_input(),
                     ready.info["model_type"],
@@ -290,5 +298,43 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         let _ = self.stop_and_join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pooling_mode_parses() {
+        for mode in [
+            PoolingMode::Cls,
+            PoolingMode::Mean,
+            PoolingMode::Max,
+            PoolingMode::MeanSqrtLen,
+            PoolingMode::WeightedMean,
+            PoolingMode::LastToken,
+        ] {
+            assert_eq!(parse_pooling(mode.name()), Ok(mode));
+        }
+        assert_eq!(parse_pooling("last_token"), Ok(PoolingMode::LastToken));
+        assert_eq!(parse_pooling("Mean-Sqrt-Len-Tokens"), Ok(PoolingMode::MeanSqrtLen));
+        assert!(parse_pooling("splade").unwrap_err().contains("lasttoken"));
+    }
+
+    #[test]
+    fn serve_flags_parse() {
+        use clap::{CommandFactory, Parser};
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["serve", "--pooling", "last_token", "--port", "0"]).unwrap();
+        assert_eq!(cli.serve.pooling, Some(PoolingMode::LastToken));
+        assert_eq!(Cli::try_parse_from(["serve"]).unwrap().serve.pooling, None);
+        let err = Cli::try_parse_from(["serve", "--pooling", "splade"]).err().unwrap().to_string();
+        assert!(err.contains("unknown pooling"), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! `/tokenize`, `/decode`, `/info`, `/health`, `/metrics`) and OpenAI's `/v1/embeddings`.
 
 use crate::batcher::{Output, Timing, Want};
+use crate::encode::Sequence;
 use crate::error::{ApiError, ErrorKind};
 use crate::state::{AppState, JsonBody, ModelKind, Ready};
 use crate::types::*;
@@ -12,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
+use modernbert::formats::colbert::maxsim;
+use modernbert::formats::Format;
+use modernbert::pipelines::EmbedOptions;
 use serde::Serialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -91,57 +95,69 @@ async fn respond<T: Serialize + Send + 'static>(state: &AppState, value: T, meta
     Ok(response)
 }
 
-fn texts(inputs: Vec<Input>) -> Vec<(Input, Option<String>)> {
-    inputs.into_iter().map(|i| (i, None)).collect()
+fn inputs(inputs: Vec<Input>) -> Vec<Sequence> {
+    inputs.into_iter().map(Sequence::Input).collect()
 }
 
-/// Pooled vectors of the inputs, optionally cut to `dimensions` and L2-normalised.
+/// A description of the loaded model for error messages.
+fn loaded(ready: &Ready) -> String {
+    match ready.kind {
+        ModelKind::Classifier => format!("{} with {} labels", ready.architecture, ready.labels.len()),
+        _ => format!("{} ({})", ready.architecture, ready.model.format.name()),
+    }
+}
+
+/// Refuses routes that need one vector per input on a ColBERT model (one vector per token).
+fn need_single_vectors(ready: &Ready, route: &str) -> Result<(), ApiError> {
+    if ready.kind == ModelKind::Colbert {
+        return Err(ApiError::backend(format!(
+            "{route} needs one vector per input, but the loaded model is a ColBERT model (one vector per token): \
+             use /embed_all for its token vectors and /rerank for MaxSim scores"
+        )));
+    }
+    Ok(())
+}
+
+/// Finished sentence embeddings of the inputs: the library's pipeline, then Matryoshka
+/// truncation to `dimensions` (default: the model's saved `truncate_dim`) and optional L2, as
+/// sentence-transformers' `encode(truncate_dim, normalize_embeddings)`.
 async fn pooled(
     state: &AppState,
     ready: &Ready,
-    inputs: Vec<Input>,
+    route: &str,
+    sequences: Vec<Sequence>,
     options: EncodeOptions,
     dimensions: Option<usize>,
     normalize: bool,
 ) -> Result<(Vec<Vec<f32>>, Meta), ApiError> {
     let start = Instant::now();
-    state.check_batch(inputs.len(), "inputs")?;
+    need_single_vectors(ready, route)?;
+    state.check_batch(sequences.len(), "inputs")?;
     if let Some(d) = dimensions {
-        if d == 0 || d > ready.hidden_size {
-            return Err(ApiError::invalid(format!("dimensions must be between 1 and {}, got {d}", ready.hidden_size)));
+        if d == 0 || d > ready.dimension {
+            return Err(ApiError::invalid(format!("dimensions must be between 1 and {}, got {d}", ready.dimension)));
         }
     }
-    let encoded = ready.encode(texts(inputs), options).await?;
+    let encoded = ready.encode(sequences, options).await?;
     let tokens = encoded.tokens();
-    let (outputs, timing) = ready.run(encoded.ids, Want::Pooled).await?;
+    let (outputs, timing) = ready.run(encoded.prepared, Want::Embedding).await?;
+    let finish = EmbedOptions { truncate_dim: dimensions, normalize, ..Default::default() };
     let vectors = outputs
         .into_iter()
         .map(|o| match o {
-            Output::Pooled(mut v) => {
-                if let Some(d) = dimensions {
-                    v.truncate(d);
-                }
-                if normalize {
-                    l2_normalize(&mut v);
-                }
-                v
-            }
-            _ => unreachable!("pooled output requested"),
+            Output::Vector(v) => Ok(ready.model.finish(v, &finish)),
+            _ => Err(ApiError::backend("the model returned no sentence embedding")),
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok((vectors, Meta { start, tokens, tokenization: encoded.tokenization, timing }))
-}
-
-/// Scales `v` to unit L2 norm, like `modernbert::pooling::l2_normalize`.
-fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= norm);
 }
 
 async fn embed(State(state): St, body: Result<JsonBody<EmbedRequest>, ApiError>) -> AppResult {
     let JsonBody(req) = body?;
     let (ready, _in_flight) = state.admit()?;
-    let (vectors, meta) = pooled(&state, &ready, req.inputs.items, req.options, req.dimensions, req.normalize).await?;
+    let sequences = inputs(req.inputs.items);
+    let (vectors, meta) =
+        pooled(&state, &ready, "/embed", sequences, req.options, req.dimensions, req.normalize).await?;
     respond(&state, vectors, meta).await
 }
 
@@ -150,42 +166,40 @@ async fn embed_all(State(state): St, body: Result<JsonBody<EmbedAllRequest>, Api
     let (ready, _in_flight) = state.admit()?;
     let start = Instant::now();
     state.check_batch(req.inputs.items.len(), "inputs")?;
-    let encoded = ready.encode(texts(req.inputs.items), req.options).await?;
+    let encoded = ready.encode(inputs(req.inputs.items), req.options).await?;
     let tokens = encoded.tokens();
-    let (outputs, timing) = ready.run(encoded.ids, Want::Tokens).await?;
+    let (outputs, timing) = ready.run(encoded.prepared, Want::TokenStates).await?;
     let vectors: Vec<Vec<Vec<f32>>> = outputs
         .into_iter()
         .map(|o| match o {
-            Output::Tokens(t) => t,
-            _ => unreachable!("token output requested"),
+            Output::Vectors(t) => Ok(t),
+            _ => Err(ApiError::backend("the model returned no token vectors")),
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     respond(&state, vectors, Meta { start, tokens, tokenization: encoded.tokenization, timing }).await
 }
 
-/// Refuses routes that need a sequence-classification head (or a one-label one for rerank).
+/// Refuses routes that need a sequence-classification head (or a one-label one for rerank;
+/// `/rerank` also serves ColBERT models, handled before this).
 fn need_classifier(ready: &Ready, rerank: bool) -> Result<(), ApiError> {
     let ok = match ready.kind {
         ModelKind::Reranker => true,
         ModelKind::Classifier => !rerank,
-        ModelKind::Embedding | ModelKind::TokenClassifier => false,
+        ModelKind::Embedding | ModelKind::TokenClassifier | ModelKind::Colbert => false,
     };
     if ok {
         return Ok(());
     }
     let what = if rerank {
-        "/rerank needs a cross-encoder: ModernBertForSequenceClassification with one label"
+        "/rerank needs a cross-encoder (ModernBertForSequenceClassification with one label) or a ColBERT model"
     } else {
         "/predict needs a sequence-classification model (ModernBertForSequenceClassification)"
     };
-    let loaded = match ready.kind {
-        ModelKind::Classifier => format!("{} with {} labels", ready.architecture, ready.labels.len()),
-        _ => ready.architecture.to_string(),
-    };
-    Err(ApiError::backend(format!("{what}; the loaded model is {loaded}")))
+    Err(ApiError::backend(format!("{what}; the loaded model is {}", loaded(ready))))
 }
 
-/// Logits → scores: logits themselves (`raw`), sigmoid for one label, softmax otherwise.
+/// Logits → `/predict` scores, Hugging Face's text-classification rule: the logits themselves
+/// (`raw`), sigmoid for one label, softmax otherwise.
 fn scores(mut logits: Vec<f32>, raw: bool) -> Vec<f32> {
     if raw {
         return logits;
@@ -201,28 +215,30 @@ fn scores(mut logits: Vec<f32>, raw: bool) -> Vec<f32> {
     logits
 }
 
-/// Classifies sequences; returns one score vector per sequence.
-async fn classify(
+/// Runs sequences through the classifier; one logit vector per sequence.
+async fn logits(
     ready: &Ready,
-    sequences: Vec<(Input, Option<String>)>,
+    sequences: Vec<Sequence>,
     options: EncodeOptions,
-    raw: bool,
 ) -> Result<(Vec<Vec<f32>>, Meta), ApiError> {
     let start = Instant::now();
     let encoded = ready.encode(sequences, options).await?;
     let tokens = encoded.tokens();
-    let (outputs, timing) = ready.run(encoded.ids, Want::Logits).await?;
-    let scores = outputs
+    let (outputs, timing) = ready.run(encoded.prepared, Want::Logits).await?;
+    let logits = outputs
         .into_iter()
         .map(|o| match o {
-            Output::Logits(l) => scores(l, raw),
-            _ => unreachable!("logits requested"),
+            Output::Logits(l) => Ok(l),
+            _ => Err(ApiError::backend("the model returned no logits")),
         })
-        .collect::<Vec<_>>();
-    if scores.iter().flatten().any(|s| !s.is_finite()) {
+        .collect::<Result<Vec<_>, _>>()?;
+    if logits.iter().any(Vec::is_empty) {
+        return Err(ApiError::backend("the classifier returned no logits"));
+    }
+    if logits.iter().flatten().any(|s| !s.is_finite()) {
         return Err(ApiError::backend("the classifier returned non-finite scores"));
     }
-    Ok((scores, Meta { start, tokens, tokenization: encoded.tokenization, timing }))
+    Ok((logits, Meta { start, tokens, tokenization: encoded.tokenization, timing }))
 }
 
 async fn predict(State(state): St, body: Result<JsonBody<PredictRequest>, ApiError>) -> AppResult {
@@ -230,10 +246,19 @@ async fn predict(State(state): St, body: Result<JsonBody<PredictRequest>, ApiErr
     let (ready, _in_flight) = state.admit()?;
     need_classifier(&ready, false)?;
     state.check_batch(req.inputs.items.len(), "inputs")?;
-    let sequences = req.inputs.items.into_iter().map(|(a, b)| (Input::Text(a), b)).collect();
-    let (scores, meta) = classify(&ready, sequences, req.options, req.raw_scores).await?;
-    let predictions: Vec<Vec<Prediction>> = scores
+    let sequences = req
+        .inputs
+        .items
         .into_iter()
+        .map(|(a, b)| match b {
+            Some(b) => Sequence::Pair(a, b),
+            None => Sequence::Input(Input::Text(a)),
+        })
+        .collect();
+    let (logits, meta) = logits(&ready, sequences, req.options).await?;
+    let predictions: Vec<Vec<Prediction>> = logits
+        .into_iter()
+        .map(|l| scores(l, req.raw_scores))
         .map(|s| {
             let mut p: Vec<Prediction> = s
                 .into_iter()
@@ -255,20 +280,58 @@ async fn predict(State(state): St, body: Result<JsonBody<PredictRequest>, ApiErr
 async fn rerank(State(state): St, body: Result<JsonBody<RerankRequest>, ApiError>) -> AppResult {
     let JsonBody(req) = body?;
     let (ready, _in_flight) = state.admit()?;
-    need_classifier(&ready, true)?;
+    if ready.kind != ModelKind::Colbert {
+        need_classifier(&ready, true)?;
+    }
     state.check_batch(req.texts.len(), "texts")?;
     if req.query.trim().is_empty() {
         return Err(ApiError::empty("`query` cannot be empty"));
     }
-    let sequences = req.texts.iter().map(|t| (Input::Text(req.query.clone()), Some(t.clone()))).collect();
-    let (scores, meta) = classify(&ready, sequences, req.options, req.raw_scores).await?;
+    let (scores, meta) = match &ready.model.format {
+        Format::Colbert(_) => maxsim_scores(&ready, &req.query, &req.texts, req.options).await?,
+        Format::CrossEncoder(ce) => {
+            let sequences = req.texts.iter().map(|t| Sequence::Pair(req.query.clone(), t.clone())).collect();
+            let (logits, meta) = logits(&ready, sequences, req.options).await?;
+            // The cross-encoder's own activation (sentence-transformers' `activation_fn`).
+            let scores = logits.into_iter().map(|l| if req.raw_scores { l[0] } else { ce.scores(&l)[0] }).collect();
+            (scores, meta)
+        }
+        other => return Err(ApiError::backend(format!("/rerank cannot serve a {} model", other.name()))),
+    };
     let mut ranks: Vec<Rank> = scores
         .into_iter()
         .enumerate()
-        .map(|(index, s)| Rank { index, text: req.return_text.then(|| req.texts[index].clone()), score: s[0] })
+        .map(|(index, score)| Rank { index, text: req.return_text.then(|| req.texts[index].clone()), score })
         .collect();
     ranks.sort_by(|a, b| b.score.total_cmp(&a.score));
     respond(&state, ranks, meta).await
+}
+
+/// ColBERT relevance: the query's and every document's token vectors (PyLate's query and
+/// document rules), then MaxSim (exact: over each document's own vectors, no padding).
+async fn maxsim_scores(
+    ready: &Ready,
+    query: &str,
+    texts: &[String],
+    options: EncodeOptions,
+) -> Result<(Vec<f32>, Meta), ApiError> {
+    let start = Instant::now();
+    // Documents first, so that errors name their index in `texts`; the query last.
+    let mut sequences: Vec<Sequence> = texts.iter().map(|t| Sequence::Input(Input::Text(t.clone()))).collect();
+    sequences.push(Sequence::Query(query.to_string()));
+    let encoded = ready.encode(sequences, options).await?;
+    let tokens = encoded.tokens();
+    let (outputs, timing) = ready.run(encoded.prepared, Want::Embedding).await?;
+    let mut vectors = outputs
+        .into_iter()
+        .map(|o| match o {
+            Output::Vectors(v) => Ok(v),
+            _ => Err(ApiError::backend("the ColBERT model returned no token vectors")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let query = vectors.pop().unwrap_or_default();
+    let scores = vectors.iter().map(|d| maxsim(&query, d)).collect();
+    Ok((scores, Meta { start, tokens, tokenization: encoded.tokenization, timing }))
 }
 
 async fn similarity(State(state): St, body: Result<JsonBody<SimilarityRequest>, ApiError>) -> AppResult {
@@ -277,10 +340,10 @@ async fn similarity(State(state): St, body: Result<JsonBody<SimilarityRequest>, 
     if req.inputs.sentences.is_empty() {
         return Err(ApiError::empty("`inputs.sentences` cannot be empty"));
     }
-    let mut inputs = vec![Input::Text(req.inputs.source_sentence)];
-    inputs.extend(req.inputs.sentences.into_iter().map(Input::Text));
+    let mut sequences = vec![Sequence::Input(Input::Text(req.inputs.source_sentence))];
+    sequences.extend(req.inputs.sentences.into_iter().map(|s| Sequence::Input(Input::Text(s))));
     let options = req.parameters.unwrap_or_default();
-    let (vectors, meta) = pooled(&state, &ready, inputs, options, None, true).await?;
+    let (vectors, meta) = pooled(&state, &ready, "/similarity", sequences, options, None, true).await?;
     let source = &vectors[0];
     let cosines: Vec<f32> = vectors[1..].iter().map(|v| v.iter().zip(source).map(|(a, b)| a * b).sum()).collect();
     respond(&state, cosines, meta).await
@@ -290,8 +353,9 @@ async fn openai_embeddings(State(state): St, body: Result<JsonBody<OpenAiRequest
     let inner = async {
         let JsonBody(req) = body?;
         let (ready, _in_flight) = state.admit()?;
+        let options = EncodeOptions { prompt_name: req.prompt_name.clone(), ..Default::default() };
         let (vectors, meta) =
-            pooled(&state, &ready, req.input.items, EncodeOptions::default(), req.dimensions, true).await?;
+            pooled(&state, &ready, "/v1/embeddings", inputs(req.input.items), options, req.dimensions, true).await?;
         let data: Vec<_> = vectors
             .into_iter()
             .enumerate()
@@ -336,7 +400,10 @@ async fn tokenize(State(state): St, body: Result<JsonBody<TokenizeRequest>, ApiE
     let encoder = ready.encoder.clone();
     let tokens = tokio::task::spawn_blocking(move || {
         let prompt = encoder.prompt(req.prompt_name.as_deref())?;
-        texts.iter().map(|t| encoder.tokenize(t, req.add_special_tokens, prompt)).collect::<Result<Vec<_>, ApiError>>()
+        texts
+            .iter()
+            .map(|t| encoder.tokenize(t, req.add_special_tokens, prompt.as_deref()))
+            .collect::<Result<Vec<_>, ApiError>>()
     })
     .await
     .map_err(|e| ApiError::backend(e.to_string()))??;
@@ -387,9 +454,6 @@ mod tests {
         let p = scores(vec![1.0, 1.0], false);
         assert!((p[0] - 0.5).abs() < 1e-6 && (p[1] - 0.5).abs() < 1e-6);
         assert_eq!(scores(vec![2.0, -1.0], true), vec![2.0, -1.0]);
-        let mut v = vec![3.0, 4.0];
-        l2_normalize(&mut v);
-        assert_eq!(v, vec![0.6, 0.8]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Server state: the limits, the loaded model (once ready), admission control, and the two
 //! steps every inference route shares: tokenize on the blocking pool, then queue for the model.
 
-use crate::batcher::{Batcher, Limits, Output, Timing, Want};
+use crate::batcher::{Batcher, Limits, Output, PoolingMode, Prepared, Timing, Want};
 use crate::encode::{Encoder, Sequence};
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::Metrics;
@@ -10,10 +10,12 @@ use crate::ServeArgs;
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use modernbert::{Head, Model, Pooling};
+use modernbert::embedding::Module;
+use modernbert::formats::Format;
+use modernbert::pipelines::EmbedOptions;
+use modernbert::{Head, Model};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -22,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// What the loaded model can serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelKind {
-    /// No classification head: embeddings only.
+    /// No classification head (a plain or sentence-transformers encoder): embeddings.
     Embedding,
     /// Sequence classification with several labels: `/predict`.
     Classifier,
@@ -30,11 +32,17 @@ pub enum ModelKind {
     Reranker,
     /// Token classification: embeddings only over HTTP for now.
     TokenClassifier,
+    /// A PyLate ColBERT model: token vectors (`/embed_all`) and MaxSim (`/rerank`).
+    Colbert,
 }
 
 /// The model, once loaded and warmed up.
 pub struct Ready {
-    /// Tokenizers and prompts.
+    /// The model, shared with the model threads. Handlers only call its plain-data functions
+    /// ([`Model::finish`], the format's score functions); tokenisation runs in [`Ready::encode`]
+    /// and the encoder only on the model threads.
+    pub model: Arc<Model>,
+    /// Tokenises requests (the library's `prepare`).
     pub encoder: Arc<Encoder>,
     /// The queue in front of the model threads.
     pub batcher: Batcher,
@@ -42,6 +50,8 @@ pub struct Ready {
     /// `ModernBertForMaskedLM`, ...
     pub architecture: &'static str,
     pub hidden_size: usize,
+    /// The width of the model's embeddings before Matryoshka truncation (the most `dimensions` may ask).
+    pub dimension: usize,
     /// Label names by class index.
     pub labels: Vec<String>,
     /// The `/info` body.
@@ -71,16 +81,16 @@ impl Drop for InFlight {
     }
 }
 
-/// Tokenized sequences plus the time tokenization took.
+/// Prepared inputs plus the time tokenisation took.
 pub struct Encoded {
-    pub ids: Vec<Vec<u32>>,
+    pub prepared: Vec<Prepared>,
     pub tokenization: Duration,
 }
 
 impl Encoded {
     /// Total tokens.
     pub fn tokens(&self) -> usize {
-        self.ids.iter().map(Vec::len).sum()
+        self.prepared.iter().map(|p| p.ids.len()).sum()
     }
 }
 
@@ -121,49 +131,56 @@ impl AppState {
         Ok(())
     }
 
-    /// Loads the model named by `--model`, starts the model threads and runs one warm-up batch.
+    /// Loads the model named by `--model` (with its format), starts the model threads and runs
+    /// one warm-up batch.
     pub fn load(&self) -> Result<Ready> {
         let args = &self.args;
         let dir = modernbert::hub::resolve(&args.model)?;
-        let model = Model::load_with(&dir, args.precision)?;
-        let tokenizer = model.tokenizer().context("the server needs the model's tokenizer.json")?.clone();
+        let model = Arc::new(Model::load_with(&dir, args.precision)?);
+        let encoder = Arc::new(Encoder::new(model.clone(), args.auto_truncate)?);
         let cfg = &model.config;
-        let pooling = match args.pooling {
-            Some(p) => p.into(),
-            None => sentence_transformers_pooling(&dir)?.unwrap_or(Pooling::Mean),
-        };
-        let encoder = Arc::new(Encoder::new(tokenizer, &dir, cfg.vocab_size, args.auto_truncate)?);
         let labels: Vec<String> = (0..cfg.num_labels).map(|i| cfg.label(i)).collect();
-        let kind = match &model.head {
-            Head::SequenceClassification(_) if cfg.num_labels == 1 => ModelKind::Reranker,
-            Head::SequenceClassification(_) => ModelKind::Classifier,
-            Head::TokenClassification(_) => ModelKind::TokenClassifier,
-            Head::None | Head::MaskedLm(_) => ModelKind::Embedding,
+        let kind = match (&model.format, &model.head) {
+            (Format::Colbert(_), _) => ModelKind::Colbert,
+            (_, Head::SequenceClassification(_)) if cfg.num_labels == 1 => ModelKind::Reranker,
+            (_, Head::SequenceClassification(_)) => ModelKind::Classifier,
+            (_, Head::TokenClassification(_)) => ModelKind::TokenClassifier,
+            (_, Head::None | Head::MaskedLm(_)) => ModelKind::Embedding,
         };
-        let architecture = model.head.name();
-        let hidden_size = cfg.hidden_size;
-        let info = self.info(&model, kind, pooling, &labels);
+        if kind == ModelKind::Colbert && args.pooling.is_some() {
+            tracing::warn!("--pooling does not apply to a ColBERT model (one vector per token); ignored");
+        }
+        let info = self.info(&model, kind, &labels);
         let limits =
             Limits { max_batch_tokens: args.max_batch_tokens.max(1), max_batch_requests: args.max_batch_requests };
-        let batcher = Batcher::start(Arc::new(model), pooling, limits, args.model_workers, self.metrics.clone());
+        let batcher = Batcher::start(model.clone(), args.pooling, limits, args.model_workers, self.metrics.clone());
         // Warm-up: one short batch through the whole path (allocations, kernel dispatch, caches).
         let warm = encoder
-            .encode_all(&[(Input::Text("Warm-up.".into()), None)], &EncodeOptions::default())
+            .encode_all(&[Sequence::Input(Input::Text("Warm-up.".into()))], &EncodeOptions::default())
             .map_err(|e| anyhow::anyhow!("warm-up: {}", e.message))?;
-        let want = if kind == ModelKind::Embedding || kind == ModelKind::TokenClassifier {
-            Want::Pooled
-        } else {
-            Want::Logits
+        let want = match kind {
+            ModelKind::Classifier | ModelKind::Reranker => Want::Logits,
+            ModelKind::Embedding | ModelKind::TokenClassifier | ModelKind::Colbert => Want::Embedding,
         };
         for rx in batcher.submit(warm, want) {
             rx.blocking_recv()
                 .context("warm-up: the model thread stopped")?
                 .map_err(|e| anyhow::anyhow!("warm-up: {e}"))?;
         }
-        Ok(Ready { encoder, batcher, kind, architecture, hidden_size, labels, info })
+        Ok(Ready {
+            architecture: model.head.name(),
+            hidden_size: cfg.hidden_size,
+            dimension: model.dimension(),
+            model,
+            encoder,
+            batcher,
+            kind,
+            labels,
+            info,
+        })
     }
 
-    fn info(&self, model: &Model, kind: ModelKind, pooling: Pooling, labels: &[String]) -> Value {
+    fn info(&self, model: &Model, kind: ModelKind, labels: &[String]) -> Value {
         let args = &self.args;
         let classifier = || {
             let id2label: serde_json::Map<String, Value> =
@@ -172,15 +189,14 @@ impl AppState {
                 labels.iter().enumerate().map(|(i, l)| (l.clone(), json!(i))).collect();
             json!({ "id2label": id2label, "label2id": label2id })
         };
-        let pooling_name = match pooling {
-            Pooling::Mean => "mean",
-            Pooling::Cls => "cls",
-        };
+        let pooling = pooling_name(model, args.pooling);
         let model_type = match kind {
             ModelKind::Reranker => json!({ "reranker": classifier() }),
             ModelKind::Classifier | ModelKind::TokenClassifier => json!({ "classifier": classifier() }),
-            ModelKind::Embedding => json!({ "embedding": { "pooling": pooling_name } }),
+            ModelKind::Embedding | ModelKind::Colbert => json!({ "embedding": { "pooling": pooling } }),
         };
+        // What `/embed` returns by default: the library's finish (the model's own Matryoshka cut).
+        let embedding_dimension = model.finish(vec![0.0; model.dimension()], &EmbedOptions::default()).len();
         let cfg = &model.config;
         json!({
             "model_id": args.served_model_name.clone().unwrap_or_else(|| args.model.clone()),
@@ -198,8 +214,10 @@ impl AppState {
             "sha": null,
             "docker_label": null,
             "architecture": model.head.name(),
-            "pooling": pooling_name,
+            "format": model.format.name(),
+            "pooling": pooling,
             "hidden_size": cfg.hidden_size,
+            "embedding_dimension": embedding_dimension,
             "num_hidden_layers": cfg.num_hidden_layers,
             "vocab_size": cfg.vocab_size,
             "payload_limit": args.payload_limit,
@@ -207,20 +225,41 @@ impl AppState {
     }
 }
 
+/// The pooling `/embed` uses, for `/info`: `--pooling`, else the model's sentence-transformers
+/// pooling modes (joined with `+` when several are concatenated), else `mean`; `none` for ColBERT
+/// (one vector per token).
+fn pooling_name(model: &Model, pooling: Option<PoolingMode>) -> String {
+    let modes: Vec<&str> = match (&model.format, pooling) {
+        (Format::Colbert(_), _) => vec!["none"],
+        (_, Some(p)) => vec![p.name()],
+        (Format::SentenceTransformer(st), None) => st
+            .chain
+            .modules
+            .iter()
+            .flat_map(|m| match m {
+                Module::Pooling { modes, .. } => modes.iter().map(|p| p.name()).collect(),
+                _ => Vec::new(),
+            })
+            .collect(),
+        _ => vec![PoolingMode::Mean.name()],
+    };
+    modes.join("+")
+}
+
 impl Ready {
-    /// Tokenizes on the blocking pool (never on the async runtime or the model thread).
+    /// Tokenises on the blocking pool (never on the async runtime or the model thread).
     pub async fn encode(&self, sequences: Vec<Sequence>, options: EncodeOptions) -> Result<Encoded, ApiError> {
         let encoder = self.encoder.clone();
         let start = Instant::now();
-        let ids = tokio::task::spawn_blocking(move || encoder.encode_all(&sequences, &options))
+        let prepared = tokio::task::spawn_blocking(move || encoder.encode_all(&sequences, &options))
             .await
             .map_err(|e| ApiError::backend(format!("tokenization task failed: {e}")))??;
-        Ok(Encoded { ids, tokenization: start.elapsed() })
+        Ok(Encoded { prepared, tokenization: start.elapsed() })
     }
 
-    /// Queues the sequences and waits for all of their outputs, in order.
-    pub async fn run(&self, ids: Vec<Vec<u32>>, want: Want) -> Result<(Vec<Output>, Timing), ApiError> {
-        let receivers = self.batcher.submit(ids, want);
+    /// Queues the inputs and waits for all of their outputs, in order.
+    pub async fn run(&self, inputs: Vec<Prepared>, want: Want) -> Result<(Vec<Output>, Timing), ApiError> {
+        let receivers = self.batcher.submit(inputs, want);
         let mut outputs = Vec::with_capacity(receivers.len());
         let mut worst = Timing::default();
         for rx in receivers {
@@ -233,33 +272,6 @@ impl Ready {
             outputs.push(out);
         }
         Ok((outputs, worst))
-    }
-}
-
-/// Pooling from a sentence-transformers `1_Pooling/config.json` (via `modules.json` if present).
-fn sentence_transformers_pooling(dir: &Path) -> Result<Option<Pooling>> {
-    let mut folder = "1_Pooling".to_string();
-    if let Ok(text) = std::fs::read_to_string(dir.join("modules.json")) {
-        let modules: Value = serde_json::from_str(&text).context("modules.json is not valid JSON")?;
-        if let Some(path) = modules
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["type"].as_str().is_some_and(|t| t.ends_with("Pooling")))
-            .and_then(|m| m["path"].as_str())
-        {
-            folder = path.to_string();
-        }
-    }
-    let path = dir.join(folder).join("config.json");
-    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-    let cfg: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    if cfg["pooling_mode_cls_token"].as_bool() == Some(true) {
-        Ok(Some(Pooling::Cls))
-    } else if cfg["pooling_mode_mean_tokens"].as_bool() == Some(true) {
-        Ok(Some(Pooling::Mean))
-    } else {
-        anyhow::bail!("{}: only CLS and mean pooling are supported (use --pooling)", path.display())
     }
 }
 

@@ -144,7 +144,8 @@ pub struct EncodeOptions {
     pub truncate: Option<bool>,
     #[serde(default)]
     pub truncation_direction: Direction,
-    /// A key of `prompts` in `config_sentence_transformers.json`; its text is prepended.
+    /// A prompt of the model by name (`prompts` in `config_sentence_transformers.json`),
+    /// resolved by the library: without it the model's `default_prompt_name` applies.
     pub prompt_name: Option<String>,
 }
 
@@ -158,7 +159,8 @@ pub struct EmbedRequest {
     pub inputs: Inputs,
     #[serde(default = "yes")]
     pub normalize: bool,
-    /// Keep the first `dimensions` components (Matryoshka), renormalised when `normalize`.
+    /// Keep the first `dimensions` components (Matryoshka; default: the model's saved
+    /// `truncate_dim`), then L2-normalise when `normalize`.
     pub dimensions: Option<usize>,
     #[serde(flatten)]
     pub options: EncodeOptions,
@@ -269,7 +271,10 @@ pub struct OpenAiRequest {
     pub user: Option<String>,
     #[serde(default)]
     pub encoding_format: EncodingFormat,
+    /// Keep the first `dimensions` components; the result is always L2-normalised.
     pub dimensions: Option<usize>,
+    /// Extension (not OpenAI's): a prompt of the model by name, as on `/embed`.
+    pub prompt_name: Option<String>,
 }
 
 /// One class of a `/predict` answer.

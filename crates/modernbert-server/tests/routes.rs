@@ -4,10 +4,11 @@ mod common;
 
 use base64::Engine;
 use common::*;
+use modernbert::pipelines::EmbedOptions;
 use modernbert::tasks::ClassifyOutput;
 use modernbert::Model;
 use modernbert_server::client;
-use modernbert_server::ServeArgs;
+use modernbert_server::{PoolingMode, ServeArgs};
 use serde_json::json;
 use std::path::Path;
 
@@ -142,12 +143,36 @@ fn embed_all_similarity_info_health_metrics() {
 
     let info = ok(client::get(server.addr(), "/info").unwrap());
     assert_eq!(info["model_type"], json!({ "embedding": { "pooling": "mean" } }));
+    assert_eq!(info["format"], "transformers");
+    assert_eq!((info["hidden_size"].as_u64(), info["embedding_dimension"].as_u64()), (Some(32), Some(32)));
     assert_eq!(info["max_input_length"], 8192);
     assert_eq!(info["max_client_batch_size"], 32);
     assert_eq!(client::get(server.addr(), "/health").unwrap().status, 200);
     let m = client::get(server.addr(), "/metrics").unwrap();
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
     assert!(m.text().contains("te_ready 1"));
+}
+
+#[test]
+fn pooling_flag_replaces_the_model_pooling() {
+    let mut args = ServeArgs::for_model(&tiny());
+    args.pooling = Some(PoolingMode::LastToken);
+    let server = start(args);
+    let model = Model::load(Path::new(&tiny())).unwrap();
+    let texts = texts(3);
+    let options = EmbedOptions { pooling: Some(PoolingMode::LastToken), normalize: true, ..Default::default() };
+    let expected = library_embeddings_with(&model, &texts, &options);
+    let got = ok(post(&server, "/embed", json!({ "inputs": texts })));
+    for (g, e) in got.as_array().unwrap().iter().zip(&expected) {
+        assert_close(&floats(g), e, 1e-5);
+    }
+    // Not mean pooling any more.
+    assert!(max_diff(&expected[0], &library_embeddings(&model, &texts[..1], true)[0]) > 1e-3);
+    let info = ok(client::get(server.addr(), "/info").unwrap());
+    assert_eq!(
+        (info["pooling"].as_str(), info["model_type"]["embedding"]["pooling"].as_str()),
+        (Some("lasttoken"), Some("lasttoken"))
+    );
 }
 
 #[test]

@@ -58,9 +58,15 @@ pub fn save_hf_model(
     cfg["embedding_dropout"] = json!(dropout.embedding);
     cfg["mlp_dropout"] = json!(dropout.mlp);
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg)? + "\n")?;
+    cfg["architectures"] = json!([model.head().architecture()]);
     let mut tensors = BTreeMap::new();
     for (name, t) in model.tensors()? {
         let shape = t.dims().to_vec();
+        // A bare `ModernBertModel` is saved without the `model.` prefix, as transformers does.
+        let name = match (model.head(), name.strip_prefix("model.")) {
+            (crate::params::HeadKind::None, Some(bare)) => bare.to_string(),
+            _ => name,
+        };
         tensors.insert(name, HostTensor { shape, data: t.flatten_all()?.to_vec1()? });
     }
     st::save(&dir.join("model.safetensors"), &tensors, HashMap::from([("format".to_string(), "pt".to_string())]))

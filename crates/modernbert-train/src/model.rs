@@ -467,6 +467,19 @@ impl TrainModel {
         Ok(self.mlm_head()?.forward(hidden)?)
     }
 
+    /// Sentence embeddings `[sequences, hidden]`: the encoder's states pooled (`cls` or `mean`),
+    /// as the library's pooling computes them for inference.
+    pub fn pooled(
+        &self,
+        input_ids: &[u32],
+        cu_seqlens: &[u32],
+        dropout: Option<(DropoutConfig, DropoutKey)>,
+        pooling: modernbert::Pooling,
+    ) -> Result<Tensor> {
+        let hidden = self.forward_hidden(input_ids, cu_seqlens, dropout)?;
+        Ok(modernbert::pooling::pool(&hidden, cu_seqlens, pooling)?)
+    }
+
     /// Classifier logits: `[sequences, labels]` for a sequence classifier, `[tokens, labels]`
     /// for a token classifier, with `classifier_dropout` (and the backbone's dropouts) in training.
     pub fn classifier_logits(

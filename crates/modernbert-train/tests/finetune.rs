@@ -243,3 +243,118 @@ fn bad_data_is_a_clear_error() {
     let bad = FinetuneConfig { learning_rate: -1.0, ..cfg };
     assert!(format!("{:#}", finetune(bad, None, false).unwrap_err()).contains("learning_rate"));
 }
+
+/// Query/document pairs where the document repeats the query's topic word.
+fn pairs_jsonl(path: &Path, n: usize, seed: u64, negatives: bool) {
+    let topics = [
+        "apple", "river", "engine", "violin", "planet", "castle", "garden", "rocket", "pencil", "forest", "bridge",
+        "window", "dragon", "winter", "silver", "coffee", "camera", "island", "ladder", "marble",
+    ];
+    let mut rng = Rng::new(seed);
+    let mut out = String::new();
+    for _ in 0..n {
+        let t = topics[rng.below(topics.len() as u64) as usize];
+        let other = topics[rng.below(topics.len() as u64) as usize];
+        let filler: Vec<&str> = (0..3).map(|_| FILLER[rng.below(8) as usize]).collect();
+        let mut row = serde_json::json!({
+            "query": format!("tell me about the {t}"),
+            "positive": format!("the {t} {} {t}", filler.join(" ")),
+        });
+        if negatives {
+            row["negatives"] = serde_json::json!([format!("the {other} {} {other}", filler.join(" "))]);
+        }
+        out += &(row.to_string() + "\n");
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn embedding_learns_and_exports_a_sentence_transformers_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dir.path().join("pairs.jsonl"), dir.path().join("val.jsonl"));
+    pairs_jsonl(&train, 120, 1, true);
+    pairs_jsonl(&val, 30, 2, false);
+    let cfg = FinetuneConfig {
+        task: Task::Embedding,
+        batch_size: 16,
+        mini_batch_size: Some(12),
+        matryoshka_dims: Some(vec![16, 32]),
+        query_prompt: Some("query: ".into()),
+        ..config(dir.path(), Task::Embedding, train, val)
+    };
+    let summary = finetune(cfg.clone(), None, false).unwrap();
+    assert_eq!(summary.metric_name, "ndcg_at_10");
+    let evals: Vec<f64> = std::fs::read_to_string(cfg.output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "eval")
+        .map(|v| v["ndcg_at_10"].as_f64().unwrap())
+        .collect();
+    eprintln!("nDCG@10 per epoch: {evals:?}");
+    assert!(evals.last().unwrap() > &(evals[0] + 0.1), "{evals:?}");
+    // The output is a sentence-transformers directory the library loads as one.
+    let model = modernbert::Model::load(&cfg.output).unwrap();
+    assert_eq!(model.format.name(), "sentence-transformers");
+    let opts = modernbert::pipelines::EmbedOptions { prompt_name: Some("query".into()), ..Default::default() };
+    let e = model.embed(&["tell me about the river"], &opts).unwrap();
+    let modernbert::tasks::Embedding::Pooled(v) = &e[0] else { panic!() };
+    let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "Normalize module: norm {norm}");
+    // The library's retrieval evaluation of the exported model equals the trainer's last one.
+    let set = pairs_set_for_test(&cfg.validation.clone().unwrap());
+    let m = modernbert::retrieval::evaluate(&model, &set, 512).unwrap();
+    assert!((m.ndcg_at_10 - summary.best.unwrap().metric).abs() < 1e-6, "{m:?}");
+}
+
+/// The validation pairs as the trainer turns them into a retrieval set (queries → positives).
+fn pairs_set_for_test(path: &Path) -> modernbert::retrieval::RetrievalSet {
+    let mut set = modernbert::retrieval::RetrievalSet::default();
+    let mut ids = std::collections::HashMap::new();
+    for (i, line) in std::fs::read_to_string(path).unwrap().lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let p = v["positive"].as_str().unwrap().to_string();
+        let n = ids.len();
+        let id = ids.entry(p.clone()).or_insert_with(|| format!("d{n}")).clone();
+        if id == format!("d{n}") {
+            set.corpus.push((id.clone(), p));
+        }
+        set.qrels.entry(format!("q{i}")).or_default().insert(id);
+        set.queries.push((format!("q{i}"), v["query"].as_str().unwrap().to_string()));
+    }
+    set
+}
+
+#[test]
+fn grad_cache_gives_the_same_gradients() {
+    use modernbert_train::finetune::job::{Job, StepContext};
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("pairs.jsonl");
+    pairs_jsonl(&train, 10, 3, true);
+    let base = FinetuneConfig {
+        task: Task::Embedding,
+        matryoshka_dims: Some(vec![8, 32]),
+        ..config(dir.path(), Task::Embedding, train.clone(), train)
+    };
+    let model_dir = PathBuf::from(tiny());
+    let mut results = Vec::new();
+    for mini in [None, Some(3)] {
+        let cfg = FinetuneConfig { mini_batch_size: mini, ..base.clone() };
+        let job = modernbert_train::finetune::embedding::EmbeddingJob::new(&cfg, &model_dir).unwrap();
+        let (model, _) = job.start_model(&cfg, &model_dir).unwrap();
+        let mut grads = std::collections::BTreeMap::new();
+        let dropout = modernbert_train::model::DropoutConfig::none();
+        let mut ctx = StepContext { cfg: &cfg, dropout, step: 0, grads: &mut grads };
+        let loss = job.step(&model, &(0..8).collect::<Vec<_>>(), &mut ctx).unwrap();
+        results.push((loss, grads));
+    }
+    let ((l0, g0), (l1, g1)) = (&results[0], &results[1]);
+    assert!((l0 - l1).abs() < 1e-5 * l0.abs(), "loss {l0} vs {l1}");
+    assert_eq!(g0.len(), g1.len());
+    for (name, a) in g0 {
+        let b = &g1[name];
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12);
+        assert!(diff <= 1e-4 * scale, "{name}: {diff} of {scale}");
+    }
+}

@@ -24,6 +24,7 @@ pub mod ops;
 pub mod params;
 pub mod pipelines;
 pub mod pooling;
+pub mod retrieval;
 pub mod rng;
 pub mod tasks;
 pub mod tokenizer;

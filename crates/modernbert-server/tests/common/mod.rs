@@ -1,9 +1,9 @@
 //! Shared helpers of the server tests: fixtures, a server per test, JSON requests.
 #![allow(dead_code)]
 
-use candle_core::{DType, Device, Tensor};
+use modernbert::pipelines::EmbedOptions;
 use modernbert::tasks::Embedding;
-use modernbert::{Model, Pooling};
+use modernbert::Model;
 use modernbert_server::client::{self, Response};
 use modernbert_server::{ServeArgs, ServerHandle};
 use serde_json::Value;
@@ -32,10 +32,26 @@ pub fn classifier(labels: usize) -> tempfile::TempDir {
         (0..labels).map(|i| (i.to_string(), Value::from(names[i % names.len()]))).collect();
     config["id2label"] = Value::Object(id2label);
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    let mut tensors = candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
-    tensors.insert("classifier.weight".into(), Tensor::randn(0f32, 1.0, (labels, 32), &Device::Cpu).unwrap());
-    tensors.insert("classifier.bias".into(), Tensor::zeros(labels, DType::F32, &Device::Cpu).unwrap());
-    candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
+    // The backbone's tensors as they are, plus a classifier head: weights from a fixed
+    // pseudo-random sequence (uniform in [-1, 1)), zero bias.
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let weight: Vec<u8> = (0..labels * 32)
+        .flat_map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 40) as f32 / (1u64 << 23) as f32 - 1.0).to_le_bytes()
+        })
+        .collect();
+    let bias = vec![0u8; labels * 4];
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    let f32 = safetensors::Dtype::F32;
+    tensors.push((
+        "classifier.weight".into(),
+        safetensors::tensor::TensorView::new(f32, vec![labels, 32], &weight).unwrap(),
+    ));
+    tensors.push(("classifier.bias".into(), safetensors::tensor::TensorView::new(f32, vec![labels], &bias).unwrap()));
+    safetensors::serialize_to_file(tensors, None, &dir.path().join("model.safetensors")).unwrap();
     dir
 }
 
@@ -71,6 +87,12 @@ pub fn floats(v: &Value) -> Vec<f32> {
     v.as_array().expect("array").iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
+/// The largest absolute difference of two vectors of the same length.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
 /// Asserts two vectors agree to `tol` per component.
 pub fn assert_close(a: &[f32], b: &[f32], tol: f32) {
     assert_eq!(a.len(), b.len());
@@ -90,11 +112,16 @@ pub fn texts(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Mean-pooled embeddings of `texts` computed by the library (what the server must answer).
+/// Embeddings of `texts` computed by the library (what the server must answer).
 pub fn library_embeddings(model: &Model, texts: &[String], normalize: bool) -> Vec<Vec<f32>> {
+    library_embeddings_with(model, texts, &EmbedOptions { normalize, ..Default::default() })
+}
+
+/// [`library_embeddings`] with any options.
+pub fn library_embeddings_with(model: &Model, texts: &[String], options: &EmbedOptions) -> Vec<Vec<f32>> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     model
-        .embed(&refs, Some(Pooling::Mean), normalize, None)
+        .embed(&refs, options)
         .unwrap()
         .into_iter()
         .map(|e| match e {

@@ -44,21 +44,6 @@ pub fn load_data(cfg: &FinetuneConfig, model_dir: &Path) -> Result<TaskData> {
         _ => format!("10% of {} held out (seed {})", cfg.train.display(), cfg.seed),
     };
     Ok(match cfg.task {
-        Task::Classification => {
-            let rows = read_text_rows(&cfg.train, cfg.format)?;
-            let (train, val) = match &cfg.validation {
-                Some(p) => (rows, read_text_rows(p, cfg.format)?),
-                None => hold_out(rows, cfg.seed)?,
-            };
-            let space = LabelSpace::from_rows(&train)?;
-            space.check(&cfg.train)?;
-            TaskData {
-                train: encode_text_rows(&tok, &train, &space, max_length)?,
-                validation: encode_text_rows(&tok, &val, &space, max_length)?,
-                outputs: Outputs::Sequence(space),
-                validation_source: source(cfg.validation.is_none()),
-            }
-        }
         Task::TokenClassification => {
             let rows = read_token_rows(&cfg.train, cfg.format)?;
             let (train, val) = match &cfg.validation {
@@ -80,6 +65,21 @@ pub fn load_data(cfg: &FinetuneConfig, model_dir: &Path) -> Result<TaskData> {
                 validation_source: source(cfg.validation.is_none()),
             }
         }
+        _ => {
+            let rows = read_text_rows(&cfg.train, cfg.format)?;
+            let (train, val) = match &cfg.validation {
+                Some(p) => (rows, read_text_rows(p, cfg.format)?),
+                None => hold_out(rows, cfg.seed)?,
+            };
+            let space = LabelSpace::from_rows(&train)?;
+            space.check(&cfg.train)?;
+            TaskData {
+                train: encode_text_rows(&tok, &train, &space, max_length)?,
+                validation: encode_text_rows(&tok, &val, &space, max_length)?,
+                outputs: Outputs::Sequence(space),
+                validation_source: source(cfg.validation.is_none()),
+            }
+        }
     })
 }
 
@@ -91,9 +91,9 @@ pub fn start_model(cfg: &FinetuneConfig, dir: &Path, outputs: &Outputs) -> Resul
     let mut config = Config::from_file(&dir.join("config.json"))?;
     let weights = modernbert::weights::Weights::from_dir(dir, &Device::Cpu)?;
     let source_head = HeadKind::of(&config, |n| weights.contains(n))?;
-    let head = match cfg.task {
-        Task::Classification => HeadKind::SequenceClassification,
-        Task::TokenClassification => HeadKind::TokenClassification,
+    let head = match outputs {
+        Outputs::Sequence(_) => HeadKind::SequenceClassification,
+        Outputs::Tokens(_) => HeadKind::TokenClassification,
     };
     let names = outputs.names();
     let same_labels = source_head == head

@@ -15,6 +15,7 @@
 pub mod batches;
 pub mod classify;
 pub mod data;
+pub mod embedding;
 pub mod encode;
 pub mod evaluate;
 mod export;
@@ -22,6 +23,7 @@ pub mod job;
 pub mod labels;
 pub mod metrics;
 pub mod objective;
+pub mod pairs;
 
 use crate::checkpoint::{self, MetricsLog};
 use crate::model::{DropoutConfig, TrainModel};
@@ -48,6 +50,8 @@ pub enum Task {
     Classification,
     /// Word tagging (NER, POS): `ModernBertForTokenClassification`.
     TokenClassification,
+    /// Sentence embeddings (a sentence-transformers bi-encoder) from query/document pairs.
+    Embedding,
 }
 
 impl std::str::FromStr for Task {
@@ -57,7 +61,8 @@ impl std::str::FromStr for Task {
         Ok(match s {
             "classification" => Task::Classification,
             "token-classification" => Task::TokenClassification,
-            other => bail!("unknown task {other:?} (classification, token-classification)"),
+            "embedding" => Task::Embedding,
+            other => bail!("unknown task {other:?} (classification, token-classification, embedding)"),
         })
     }
 }
@@ -67,6 +72,7 @@ impl std::fmt::Display for Task {
         f.write_str(match self {
             Task::Classification => "classification",
             Task::TokenClassification => "token-classification",
+            Task::Embedding => "embedding",
         })
     }
 }
@@ -121,6 +127,25 @@ pub struct FinetuneConfig {
     /// Stop after this many optimizer steps in total (a checkpoint is written there).
     #[serde(alias = "max-steps")]
     pub max_steps: Option<u64>,
+    /// Embedding: pooling of the sentence vector (`mean` or `cls`; default mean).
+    pub pooling: Option<String>,
+    /// Embedding: the cosine similarities' scale in the InfoNCE loss (sentence-transformers: 20).
+    pub scale: f64,
+    /// Embedding: also train truncated vectors of these widths (MatryoshkaLoss, weights 1).
+    #[serde(alias = "matryoshka-dims")]
+    pub matryoshka_dims: Option<Vec<usize>>,
+    /// Embedding: texts per forward pass with gradient caching (CachedMNRL); none: one pass.
+    #[serde(alias = "mini-batch-size")]
+    pub mini_batch_size: Option<usize>,
+    /// Embedding: hard negatives used per row (default: as many as every row has).
+    #[serde(alias = "hard-negatives")]
+    pub hard_negatives: Option<usize>,
+    /// Embedding: prompt prepended to queries (saved as the model's `query` prompt).
+    #[serde(alias = "query-prompt")]
+    pub query_prompt: Option<String>,
+    /// Embedding: prompt prepended to documents (saved as the model's `document` prompt).
+    #[serde(alias = "document-prompt")]
+    pub document_prompt: Option<String>,
 }
 
 impl Default for FinetuneConfig {
@@ -146,6 +171,13 @@ impl Default for FinetuneConfig {
             classifier_pooling: None,
             micro_batch_tokens: 16_384,
             max_steps: None,
+            pooling: None,
+            scale: 20.0,
+            matryoshka_dims: None,
+            mini_batch_size: None,
+            hard_negatives: None,
+            query_prompt: None,
+            document_prompt: None,
         }
     }
 }
@@ -177,6 +209,11 @@ impl FinetuneConfig {
         check(self.gradient_clip >= 0.0 && self.gradient_clip.is_finite(), "gradient_clip", "must be ≥ 0")?;
         check(self.micro_batch_tokens > 0, "micro_batch_tokens", "must be at least 1")?;
         check(self.early_stopping_patience != Some(0), "early_stopping_patience", "must be at least 1")?;
+        check(self.scale.is_finite() && self.scale > 0.0, "scale", "must be a positive number")?;
+        check(self.mini_batch_size != Some(0), "mini_batch_size", "must be at least 1")?;
+        if let Some(dims) = &self.matryoshka_dims {
+            check(!dims.is_empty() && !dims.contains(&0), "matryoshka_dims", "must be positive widths")?;
+        }
         if let Some(p) = &self.classifier_pooling {
             check(modernbert::Pooling::parse(p).is_some(), "classifier_pooling", "must be \"cls\" or \"mean\"")?;
         }
@@ -427,6 +464,7 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
 fn make_job(cfg: &FinetuneConfig, model_dir: &Path) -> Result<Box<dyn Job>> {
     Ok(match cfg.task {
         Task::Classification | Task::TokenClassification => Box::new(classify::ClassifyJob::new(cfg, model_dir)?),
+        Task::Embedding => Box::new(embedding::EmbeddingJob::new(cfg, model_dir)?),
     })
 }
 

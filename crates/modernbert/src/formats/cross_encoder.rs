@@ -65,3 +65,28 @@ pub fn read(dir: &Path, config: &Config) -> Result<CrossEncoder> {
     };
     Ok(CrossEncoder { activation, max_length: max_length(dir, config.max_position_embeddings)? })
 }
+
+/// Writes the sentence-transformers files (ST 6 contents) of a cross-encoder with a sigmoid output
+/// whose transformer files (a one-label sequence classifier) are already in `dir`.
+pub fn write(dir: &Path, max_length: usize) -> Result<()> {
+    use serde_json::json;
+    super::write_json(
+        dir,
+        "modules.json",
+        &json!([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}]),
+    )?;
+    super::write_json(
+        dir,
+        "sentence_bert_config.json",
+        &json!({"transformer_task": "sequence-classification",
+                "modality_config": {"text": {"method": "forward", "method_output_name": "logits"}},
+                "module_output_name": "scores"}),
+    )?;
+    super::write_json(
+        dir,
+        "config_sentence_transformers.json",
+        &json!({"__version__": super::written_versions(), "model_type": "CrossEncoder",
+                "activation_fn": "torch.nn.modules.activation.Sigmoid", "default_prompt_name": null, "prompts": {}}),
+    )?;
+    super::set_max_length(dir, max_length)
+}

@@ -151,7 +151,7 @@ pub fn read(dir: &Path, config: &Config, head: HeadKind, tokenizer: Option<&Toke
         return Ok(Format::Colbert(Box::new(colbert::read(dir, &modules, config, tokenizer)?)));
     }
     if head == HeadKind::SequenceClassification {
-        for m in modules.iter().flatten().skip(1) {
+        if let Some(m) = modules.iter().flatten().nth(1) {
             return Err(m.unsupported());
         }
         return Ok(Format::CrossEncoder(cross_encoder::read(dir, config)?));
@@ -179,3 +179,26 @@ pub const HUB_FORMAT_FILES: [&str; 5] = [
 
 /// The files inside a module folder that a Hub download tries.
 pub const HUB_MODULE_FILES: [&str; 3] = ["config.json", "model.safetensors", "pytorch_model.bin"];
+
+/// The `__version__` block written with sentence-transformers files (the versions whose file
+/// contents we write and test against).
+pub(crate) fn written_versions() -> Value {
+    serde_json::json!({"sentence_transformers": "6.3.0", "transformers": "5.23.0", "pytorch": "2.15.0"})
+}
+
+/// Writes a JSON value to `dir/name` (pretty, newline-terminated), creating `dir`.
+pub(crate) fn write_json(dir: &Path, name: &str, value: &Value) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(name);
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+}
+
+/// Sets `model_max_length` in `dir/tokenizer_config.json` (created if absent): where
+/// sentence-transformers ≥ 5.4 keeps the maximum input length.
+pub(crate) fn set_max_length(dir: &Path, max_length: usize) -> Result<()> {
+    let path = dir.join("tokenizer_config.json");
+    let mut cfg = if path.is_file() { read_json(&path)? } else { serde_json::json!({}) };
+    cfg["model_max_length"] = Value::from(max_length);
+    write_json(dir, "tokenizer_config.json", &cfg)
+}

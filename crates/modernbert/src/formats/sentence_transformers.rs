@@ -277,3 +277,53 @@ pub fn read(dir: &Path, modules: &[ModuleEntry], hidden: usize, max_positions: u
         lower_case,
     })
 }
+
+/// The modules of a bi-encoder written by [`write`]: one pooling mode, then optional L2.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BiEncoderFiles {
+    pub pooling: PoolingMode,
+    pub normalize: bool,
+    pub prompts: BTreeMap<String, String>,
+    pub max_seq_length: usize,
+    pub hidden_size: usize,
+}
+
+/// Writes the sentence-transformers files (ST 6 contents) of a bi-encoder whose transformer files
+/// (`config.json`, weights, tokenizer) are already in `dir`.
+pub fn write(dir: &Path, f: &BiEncoderFiles) -> Result<()> {
+    use serde_json::json;
+    let mut modules = vec![
+        json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}),
+        json!({"idx": 1, "name": "1", "path": "1_Pooling",
+               "type": "sentence_transformers.sentence_transformer.modules.pooling.Pooling"}),
+    ];
+    if f.normalize {
+        modules.push(json!({"idx": 2, "name": "2", "path": "2_Normalize",
+                            "type": "sentence_transformers.base.modules.normalize.Normalize"}));
+        super::write_json(
+            &dir.join("2_Normalize"),
+            "config.json",
+            &json!({"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"}),
+        )?;
+    }
+    super::write_json(dir, "modules.json", &Value::from(modules))?;
+    super::write_json(
+        &dir.join("1_Pooling"),
+        "config.json",
+        &json!({"embedding_dimension": f.hidden_size, "pooling_mode": f.pooling.name(), "include_prompt": true}),
+    )?;
+    super::write_json(
+        dir,
+        "sentence_bert_config.json",
+        &json!({"transformer_task": "feature-extraction",
+                "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+                "module_output_name": "token_embeddings"}),
+    )?;
+    super::write_json(
+        dir,
+        "config_sentence_transformers.json",
+        &json!({"__version__": super::written_versions(), "model_type": "SentenceTransformer",
+                "prompts": f.prompts, "default_prompt_name": null, "similarity_fn_name": "cosine"}),
+    )?;
+    super::set_max_length(dir, f.max_seq_length)
+}

@@ -1,0 +1,172 @@
+//! Retrieval training data: `(query, positive, negatives…)` rows for embedders and ColBERT
+//! models, `(query, document, label)` rows for cross-encoders, and the no-duplicates batching of
+//! sentence-transformers (a text never appears twice in a step, so no in-batch negative is a
+//! copy of a positive).
+
+use super::data::Origin;
+use crate::rng::Rng;
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::collections::{HashSet, VecDeque};
+use std::path::Path;
+
+/// One row of a pairs file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairRow {
+    pub query: String,
+    /// The relevant text (`positive`, or `document` in labelled rows).
+    pub positive: String,
+    /// Hard negatives, in file order.
+    pub negatives: Vec<String>,
+    /// A relevance label of `positive` (labelled cross-encoder rows).
+    pub label: Option<f32>,
+    /// A teacher's scores of `[positive, negatives…]` (distillation).
+    pub teacher: Option<Vec<f32>>,
+    pub origin: Origin,
+}
+
+fn text<'a>(obj: &'a serde_json::Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
+    keys.iter().find_map(|k| obj.get(*k).and_then(Value::as_str))
+}
+
+/// Reads JSONL rows `{"query"|"anchor", "positive"|"document", "negatives": [...] | "negative" |
+/// "negative_1"…, "label"?, "teacher_scores"?}`; errors name the file and line.
+pub fn read_pairs(path: &Path) -> Result<Vec<PairRow>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text_all = String::from_utf8(bytes).map_err(|e| {
+        let line = e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        anyhow::anyhow!("{}:{line}: not valid UTF-8", path.display())
+    })?;
+    let mut rows = Vec::new();
+    for (i, line) in text_all.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = Origin { file: path.to_path_buf(), line: i + 1 };
+        let v: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{at}: not valid JSON: {e}"))?;
+        let Some(obj) = v.as_object() else { bail!("{at}: expected a JSON object") };
+        let query =
+            text(obj, &["query", "anchor", "question"]).with_context(|| format!("{at}: no `query` (or `anchor`)"))?;
+        let positive = text(obj, &["positive", "document", "pos"])
+            .with_context(|| format!("{at}: no `positive` (or `document`)"))?;
+        let mut negatives: Vec<String> = match obj.get("negatives") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|n| n.as_str().map(str::to_string).with_context(|| format!("{at}: `negatives` holds {n}")))
+                .collect::<Result<_>>()?,
+            Some(other) => bail!("{at}: `negatives` must be a list of strings, found {other}"),
+            None => Vec::new(),
+        };
+        if let Some(n) = text(obj, &["negative"]) {
+            negatives.push(n.to_string());
+        }
+        let mut k = 1;
+        while let Some(n) = obj.get(&format!("negative_{k}")).and_then(Value::as_str) {
+            negatives.push(n.to_string());
+            k += 1;
+        }
+        let label = match obj.get("label") {
+            None | Some(Value::Null) => None,
+            Some(l) => Some(
+                l.as_f64()
+                    .or_else(|| l.as_bool().map(|b| if b { 1.0 } else { 0.0 }))
+                    .with_context(|| format!("{at}: `label` must be a number"))? as f32,
+            ),
+        };
+        let teacher = match obj.get("teacher_scores") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(s)) => {
+                let s: Vec<f32> = s
+                    .iter()
+                    .map(|x| x.as_f64().map(|f| f as f32).with_context(|| format!("{at}: `teacher_scores` holds {x}")))
+                    .collect::<Result<_>>()?;
+                if s.len() != 1 + negatives.len() {
+                    bail!("{at}: {} teacher scores for 1 positive and {} negatives", s.len(), negatives.len());
+                }
+                Some(s)
+            }
+            Some(other) => bail!("{at}: `teacher_scores` must be a list, found {other}"),
+        };
+        if query.trim().is_empty() || positive.trim().is_empty() || negatives.iter().any(|n| n.trim().is_empty()) {
+            bail!("{at}: an empty text");
+        }
+        rows.push(PairRow { query: query.into(), positive: positive.into(), negatives, label, teacher, origin: at });
+    }
+    if rows.is_empty() {
+        bail!("{}: no rows", path.display());
+    }
+    Ok(rows)
+}
+
+/// The steps of one epoch with no text twice in a step: rows in a seeded shuffle fill a step
+/// unless one of their texts is already in it; a skipped row opens the next step.
+pub fn no_duplicate_steps(texts: &[Vec<u64>], seed: u64, epoch: u64, batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    Rng::keyed(seed, &[0xE90C, epoch]).shuffle(&mut order);
+    let mut pending: VecDeque<usize> = order.into();
+    let mut steps = Vec::new();
+    while !pending.is_empty() {
+        let (mut step, mut seen, mut skipped) = (Vec::new(), HashSet::new(), Vec::new());
+        while step.len() < batch_size.max(1) {
+            let Some(i) = pending.pop_front() else { break };
+            if texts[i].iter().any(|h| seen.contains(h)) {
+                skipped.push(i);
+            } else {
+                seen.extend(texts[i].iter().copied());
+                step.push(i);
+            }
+        }
+        for i in skipped.into_iter().rev() {
+            pending.push_front(i);
+        }
+        steps.push(step);
+    }
+    steps
+}
+
+/// A stable hash of a text (for duplicate detection).
+pub fn text_hash(text: &str) -> u64 {
+    // FNV-1a: fixed across runs and platforms, unlike the std hasher's random keys.
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.jsonl");
+        std::fs::write(
+            &p,
+            "{\"query\": \"q\", \"positive\": \"p\", \"negatives\": [\"n1\", \"n2\"]}\n\
+             {\"anchor\": \"a\", \"positive\": \"b\", \"negative\": \"c\"}\n\
+             {\"query\": \"q\", \"document\": \"d\", \"label\": 1}\n",
+        )
+        .unwrap();
+        let rows = read_pairs(&p).unwrap();
+        assert_eq!(rows[0].negatives, vec!["n1", "n2"]);
+        assert_eq!((rows[1].query.as_str(), rows[1].negatives.len()), ("a", 1));
+        assert_eq!(rows[2].label, Some(1.0));
+        std::fs::write(&p, "{\"query\": \"q\", \"positive\": \"p\"}\n{\"query\": \"q\"}\n").unwrap();
+        assert!(read_pairs(&p).unwrap_err().to_string().contains("p.jsonl:2: no `positive`"));
+        std::fs::write(&p, "{\"query\": \"q\", \"positive\": \"p\", \"teacher_scores\": [1, 2]}\n").unwrap();
+        assert!(read_pairs(&p).unwrap_err().to_string().contains("2 teacher scores for 1 positive and 0 negatives"));
+    }
+
+    #[test]
+    fn steps_never_repeat_a_text() {
+        // Rows 0..20; texts: row i has its own text and a shared one every 4 rows.
+        let texts: Vec<Vec<u64>> = (0..20u64).map(|i| vec![100 + i, i % 4]).collect();
+        let steps = no_duplicate_steps(&texts, 3, 0, 8);
+        let mut all: Vec<usize> = steps.concat();
+        all.sort();
+        assert_eq!(all, (0..20).collect::<Vec<_>>());
+        for s in &steps {
+            let mut seen = HashSet::new();
+            assert!(s.iter().flat_map(|&i| texts[i].clone()).all(|h| seen.insert(h)), "{s:?}");
+            assert!(s.len() <= 4, "at most one row per shared text");
+        }
+    }
+}
