@@ -158,7 +158,25 @@ fn main() {
                 .unwrap_or_else(|_| "warn,modernbert_server=info".into()),
         )
         .init();
-    if let Err(e) = run(Cli::parse()) {
+    // Usage errors as one line too (help and version print as usual).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("error: invalid arguments");
+            eprintln!("{} (see --help)", first.trim());
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(cli) {
+        // A reader that closed the pipe (`| head`) is not an error.
+        let broken_pipe = e
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe));
+        if broken_pipe {
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

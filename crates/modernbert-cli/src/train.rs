@@ -38,6 +38,9 @@ pub struct TrainArgs {
     /// Also write every step's packed micro-batches to this JSONL file (benchmarks).
     #[arg(long)]
     pub dump_batches: Option<PathBuf>,
+    /// Start afresh in a run directory that already holds checkpoints (they are deleted).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// Arguments of `modernbert plot`.
@@ -88,6 +91,7 @@ pub fn run(command: Commands) -> Result<()> {
                 max_steps: a.max_steps,
                 progress: a.no_progress.then_some(false),
                 dump_batches: a.dump_batches,
+                overwrite: a.overwrite,
             };
             let s = trainer::train(cfg, &opts)?;
             let fmt = |e: Option<trainer::Eval>| {

@@ -166,6 +166,34 @@ pub fn save_dir(root: &Path, name: &str, fill: impl FnOnce(&Path) -> Result<()>)
     Ok(dst)
 }
 
+/// The newest `step-*` checkpoint under `root` whose weights load (finite, complete), if any.
+pub fn newest_loadable(root: &Path) -> Result<Option<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Ok(None) };
+    let mut steps: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+        .collect();
+    steps.sort();
+    Ok(steps.into_iter().rev().find(|d| TrainModel::load(d).is_ok()))
+}
+
+/// Removes what a killed or failed checkpoint write left in `root` (`.tmp-*`, `.old-*`), which
+/// could otherwise keep a disk full.
+pub fn remove_leftovers(root: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Ok(()) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") || name.starts_with(".old-") {
+            let p = e.path();
+            let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            removed.with_context(|| format!("cannot remove the leftover {}", p.display()))?;
+            eprintln!("removed {}, left by an interrupted checkpoint write", p.display());
+        }
+    }
+    Ok(())
+}
+
 /// Points `root/latest` (a one-line file) at the checkpoint `root/name`, atomically.
 pub fn point_latest(root: &Path, name: &str) -> Result<()> {
     write_atomic(&root.join("latest"), format!("{name}\n").as_bytes())
@@ -225,8 +253,8 @@ pub fn resolve_resume(path: &Path) -> Result<PathBuf> {
 pub fn load_state(dir: &Path) -> Result<(TrainerState, RunConfig)> {
     let read =
         |n: &str| std::fs::read_to_string(dir.join(n)).with_context(|| format!("{}: cannot read {n}", dir.display()));
-    let state: TrainerState =
-        serde_json::from_str(&read("trainer_state.json")?).context("invalid trainer_state.json")?;
+    let state: TrainerState = serde_json::from_str(&read("trainer_state.json")?)
+        .with_context(|| format!("{}: invalid trainer_state.json", dir.display()))?;
     let run: RunConfig = serde_json::from_str(&read("run_config.json")?).context("invalid run_config.json")?;
     Ok((state, run))
 }

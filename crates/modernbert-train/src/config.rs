@@ -247,9 +247,31 @@ impl RunConfig {
             if p.row_tokens(&self.data) < p.max_seq_len {
                 bail!("{at}: row_tokens {} is smaller than max_seq_len {}", p.row_tokens(&self.data), p.max_seq_len);
             }
-            if p.weight_decay < 0.0 {
-                bail!("{at}: weight_decay must be ≥ 0");
+            if !(0.0..1.0).contains(&p.weight_decay) {
+                bail!("{at}: weight_decay = {} must be in [0, 1)", p.weight_decay);
             }
+            if let Some(w) = &p.batch_warmup {
+                if w.min_rows > p.rows_per_step {
+                    bail!("{at}: batch_warmup.min_rows {} exceeds rows_per_step {}", w.min_rows, p.rows_per_step);
+                }
+            }
+        }
+        let d = &self.data;
+        if !(d.mlm_probability > 0.0 && d.mlm_probability < 1.0) {
+            bail!("[data] mlm_probability = {} must be in (0, 1)", d.mlm_probability);
+        }
+        if !(d.eval_mlm_probability > 0.0 && d.eval_mlm_probability < 1.0) {
+            bail!("[data] eval_mlm_probability = {} must be in (0, 1)", d.eval_mlm_probability);
+        }
+        let o = &self.optimizer;
+        if !(0.0..1.0).contains(&o.beta1) {
+            bail!("[optimizer] beta1 = {} must be in [0, 1)", o.beta1);
+        }
+        if !(0.0..1.0).contains(&o.beta2) {
+            bail!("[optimizer] beta2 = {} must be in [0, 1)", o.beta2);
+        }
+        if !(o.eps > 0.0 && o.eps.is_finite()) {
+            bail!("[optimizer] eps = {} must be positive", o.eps);
         }
         for (name, p) in
             [("embedding", self.dropout.embedding), ("attn_out", self.dropout.attn_out), ("mlp", self.dropout.mlp)]
@@ -326,5 +348,35 @@ mod tests {
         assert_eq!(recipe.phases.len(), 3);
         assert_eq!(recipe.phases[1].rope_theta_global, 160_000.0);
         assert_eq!(recipe.total_tokens(), 2_019_000_000_000);
+    }
+
+    #[test]
+    fn values_that_make_no_sense_name_their_field() {
+        let base = r#"
+            out_dir = "runs/x"
+            [model]
+            config = { hidden_size = 64, num_hidden_layers = 2, num_attention_heads = 4, intermediate_size = 96 }
+            [data]
+            dir = "d"
+            MLM
+            [optimizer]
+            OPT
+            [[phase]]
+            name = "p"
+            tokens = 1000
+            max_seq_len = 128
+            rows_per_step = 4
+            lr = { lr = 8e-4 }
+            WARMUP
+        "#;
+        let case = |mlm: &str, opt: &str, warmup: &str| {
+            let text = base.replace("MLM", mlm).replace("OPT", opt).replace("WARMUP", warmup);
+            RunConfig::from_toml(&text).and_then(|c| c.validate()).map_err(|e| format!("{e:#}"))
+        };
+        assert!(case("", "", "").is_ok());
+        assert!(case("mlm_probability = 0.0", "", "").unwrap_err().contains("mlm_probability"));
+        assert!(case("", "beta1 = 1.5", "").unwrap_err().contains("beta1"));
+        assert!(case("", "eps = 0.0", "").unwrap_err().contains("eps"));
+        assert!(case("", "", "batch_warmup = { min_rows = 9, tokens = 10 }").unwrap_err().contains("min_rows"));
     }
 }

@@ -175,6 +175,11 @@ impl TrainModel {
         self.head
     }
 
+    /// Sets the `problem_type` written with the model (a reranker's single output has none).
+    pub fn set_problem_type(&mut self, problem_type: Option<modernbert::ProblemType>) {
+        self.config.problem_type = problem_type;
+    }
+
     /// Selects the op implementation (builder style).
     pub fn with_kernels(mut self, kernels: Kernels) -> Self {
         self.kernels = kernels;

@@ -23,7 +23,7 @@ use modernbert::Config;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Command-line overrides of a run.
@@ -37,6 +37,8 @@ pub struct TrainOptions {
     pub progress: Option<bool>,
     /// Append every step's micro-batches to this JSONL file (for `bench/train_throughput.py`).
     pub dump_batches: Option<PathBuf>,
+    /// Start afresh in a run directory that already holds checkpoints (deleting them).
+    pub overwrite: bool,
 }
 
 /// Held-out masked-LM metrics.
@@ -164,11 +166,74 @@ pub fn evaluate(model: &TrainModel, run: &RunConfig, index: usize) -> Result<Opt
     }))
 }
 
+/// Refuses a resumed run whose `[model]` now says something else than the checkpoint (named by
+/// field), and says what a changed phase list does to a resumed run.
+fn check_resume(run: &RunConfig, saved: &RunConfig, state: &checkpoint::TrainerState, model: &Config) -> Result<()> {
+    if run.model.config.is_some() || run.model.config_file.is_some() {
+        let new = model_config(run)?;
+        let fields = [
+            ("hidden_size", new.hidden_size, model.hidden_size),
+            ("num_hidden_layers", new.num_hidden_layers, model.num_hidden_layers),
+            ("num_attention_heads", new.num_attention_heads, model.num_attention_heads),
+            ("intermediate_size", new.intermediate_size, model.intermediate_size),
+            ("vocab_size", new.vocab_size, model.vocab_size),
+            ("max_position_embeddings", new.max_position_embeddings, model.max_position_embeddings),
+        ];
+        for (field, new, old) in fields {
+            if new != old {
+                bail!("[model] {field} is {new}, but the checkpoint's model has {old}; a resumed run keeps its model");
+            }
+        }
+    }
+    let done = state.phase.min(saved.phases.len());
+    for (i, (a, b)) in saved.phases.iter().zip(&run.phases).enumerate().take(done) {
+        if a.name != b.name || a.tokens != b.tokens {
+            eprintln!(
+                "warning: phase {} is now {:?} ({} tokens) but the checkpoint finished {:?} ({} tokens) there; \
+                 finished phases are not run again",
+                i + 1,
+                b.name,
+                b.tokens,
+                a.name,
+                a.tokens
+            );
+        }
+    }
+    if let Some(p) = run.phases.get(state.phase) {
+        if p.tokens <= state.phase_tokens {
+            eprintln!(
+                "warning: phase {} ({}) has {} tokens, but {} were already trained in it: it ends at once",
+                state.phase + 1,
+                p.name,
+                p.tokens,
+                state.phase_tokens
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs (or resumes) a training run to the end of its last phase or `max_steps`.
-pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
+pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     run.validate()?;
-    std::fs::create_dir_all(&run.out_dir).with_context(|| format!("cannot create {}", run.out_dir.display()))?;
+    let resume_dir = opts.resume.as_deref().map(checkpoint::resolve_resume).transpose()?;
+    if let Some(dir) = &resume_dir {
+        // The run lives where its checkpoint is: a copied run resumes into the copy.
+        run.out_dir = dir.parent().and_then(Path::parent).context("checkpoint outside a run directory")?.into();
+    }
     let ckpt_root = run.out_dir.join("checkpoints");
+    if resume_dir.is_none() && ckpt_root.exists() {
+        if !opts.overwrite {
+            bail!(
+                "{} already holds a run (checkpoints/); continue it with --resume {}, or start afresh with --overwrite",
+                run.out_dir.display(),
+                run.out_dir.display()
+            );
+        }
+        std::fs::remove_dir_all(&ckpt_root).with_context(|| format!("cannot remove {}", ckpt_root.display()))?;
+    }
+    std::fs::create_dir_all(&run.out_dir).with_context(|| format!("cannot create {}", run.out_dir.display()))?;
+    checkpoint::remove_leftovers(&ckpt_root)?;
     let manifest = Manifest::load(&run.data.dir)?;
     if let Some(tok) = &run.data.tokenizer {
         let sha = crate::data::prepare::sha256_file(tok)?;
@@ -181,11 +246,11 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         }
     }
     // Model, optimizer and loop state: fresh, or from the checkpoint.
-    let (mut model, mut opt, mut state, mut last_ckpt) = match &opts.resume {
-        Some(path) => {
-            let dir = checkpoint::resolve_resume(path)?;
-            let (state, _) = checkpoint::load_state(&dir)?;
+    let (mut model, mut opt, mut state, mut last_ckpt) = match resume_dir {
+        Some(dir) => {
+            let (state, saved) = checkpoint::load_state(&dir)?;
             let model = TrainModel::load(&dir)?.with_kernels(run.model.kernels);
+            check_resume(&run, &saved, &state, model.config())?;
             let mut opt = AdamW::new(run.optimizer, &model);
             opt.load(&dir.join("optimizer.safetensors"))?;
             eprintln!("resuming from {} (step {}, {} tokens)", dir.display(), state.step, state.tokens);
@@ -326,13 +391,13 @@ pub fn train(run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             } else {
                 format!("the loss is {loss}")
             };
-            let keep = match &last_ckpt {
+            let keep = match checkpoint::newest_loadable(&ckpt_root)? {
                 Some(d) => format!(
-                    "the last good checkpoint is {} (resume with `modernbert train --resume {}`)",
+                    "the newest checkpoint with finite weights is {} (resume with `modernbert train --resume {}`)",
                     d.display(),
                     d.display()
                 ),
-                None => "no checkpoint was written yet".to_string(),
+                None => "no checkpoint with finite weights was written yet".to_string(),
             };
             bar.abandon();
             bail!(

@@ -358,3 +358,36 @@ fn grad_cache_gives_the_same_gradients() {
         assert!(diff <= 1e-4 * scale, "{name}: {diff} of {scale}");
     }
 }
+
+#[test]
+fn rerankers_learn_listwise_and_from_labels_and_export_a_cross_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dir.path().join("pairs.jsonl"), dir.path().join("val.jsonl"));
+    pairs_jsonl(&train, 64, 4, true);
+    pairs_jsonl(&val, 16, 5, true);
+    let cfg = FinetuneConfig { batch_size: 8, ..config(dir.path(), Task::Reranker, train.clone(), val.clone()) };
+    let s = finetune(cfg.clone(), None, false).unwrap();
+    let best = s.best.unwrap();
+    eprintln!("listwise reranker: nDCG@10 {:.3}", best.metric);
+    assert!(best.metric > 0.9, "{best:?}");
+    let model = modernbert::Model::load(&cfg.output).unwrap();
+    assert_eq!(model.format.name(), "cross-encoder");
+    let scores =
+        model.score_pairs("tell me about the river", &["the river flows", "the camera clicks"], false, None).unwrap();
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)), "sigmoid scores {scores:?}");
+    // Labelled pairs: binary cross-entropy.
+    let labelled: String = std::fs::read_to_string(&train)
+        .unwrap()
+        .lines()
+        .flat_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            [(v["positive"].clone(), 1.0), (v["negatives"][0].clone(), 0.0)]
+                .map(|(d, y)| serde_json::json!({"query": v["query"], "document": d, "label": y}).to_string() + "\n")
+        })
+        .collect();
+    std::fs::write(&train, labelled).unwrap();
+    let cfg = FinetuneConfig { output: dir.path().join("bce"), ..cfg };
+    let s = finetune(cfg, None, false).unwrap();
+    eprintln!("BCE reranker: nDCG@10 {:.3}", s.best.as_ref().unwrap().metric);
+    assert!(s.best.unwrap().metric > 0.8);
+}

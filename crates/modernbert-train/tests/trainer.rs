@@ -225,10 +225,75 @@ fn nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     run.train.checkpoint_every = 1;
     let err = format!("{:#}", train(run.clone(), &TrainOptions::default()).unwrap_err());
     assert!(err.contains("at step 2") || err.contains("at step 3"), "{err}");
-    assert!(err.contains("last good checkpoint"), "{err}");
     let step: u64 = err.split("at step ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
     let ckpts = run.out_dir.join("checkpoints");
     assert!(ckpts.join(format!("step-{:08}", step - 1)).is_dir());
     assert!(!ckpts.join(format!("step-{step:08}")).exists());
-    assert!(err.contains(&format!("step-{:08}", step - 1)), "{err}");
+    // The message recommends only a checkpoint whose weights are finite (never the one holding the NaN).
+    match err.split("the newest checkpoint with finite weights is ").nth(1) {
+        Some(rest) => {
+            let named = PathBuf::from(rest.split(' ').next().unwrap());
+            TrainModel::load(&named).unwrap();
+        }
+        None => assert!(err.contains("no checkpoint with finite weights was written yet"), "{err}"),
+    }
+}
+
+#[test]
+fn run_directories_keep_their_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = setup(dir.path(), 2);
+    train(run.clone(), &TrainOptions::default()).unwrap();
+    let metrics = std::fs::read_to_string(run.out_dir.join("metrics.jsonl")).unwrap();
+    // A second fresh run into the same directory is refused, history untouched; --overwrite starts afresh.
+    let err = format!("{:#}", train(run.clone(), &TrainOptions::default()).unwrap_err());
+    assert!(err.contains("already holds a run"), "{err}");
+    assert_eq!(std::fs::read_to_string(run.out_dir.join("metrics.jsonl")).unwrap(), metrics);
+    // A copied run resumes into the copy, not into the original.
+    let copy = dir.path().join("copy");
+    copy_tree(&run.out_dir, &copy);
+    let before: Vec<_> =
+        std::fs::read_dir(run.out_dir.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut longer = run.clone();
+    longer.train.max_steps = Some(4);
+    std::fs::create_dir_all(copy.join("checkpoints/.tmp-step-00000009-1")).unwrap();
+    train(longer.clone(), &TrainOptions { resume: Some(copy.clone()), ..Default::default() }).unwrap();
+    assert!(copy.join("checkpoints/step-00000004").is_dir());
+    assert!(!copy.join("checkpoints/.tmp-step-00000009-1").exists(), "leftovers are removed");
+    let after: Vec<_> =
+        std::fs::read_dir(run.out_dir.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after, "the original run is untouched");
+    // A changed [model] on resume is refused, naming the field.
+    let mut wider = longer.clone();
+    wider.model.config.as_mut().unwrap().insert("hidden_size".into(), serde_json::json!(64));
+    wider.model.config.as_mut().unwrap().insert("num_attention_heads".into(), serde_json::json!(2));
+    let err =
+        format!("{:#}", train(wider, &TrainOptions { resume: Some(copy.clone()), ..Default::default() }).unwrap_err());
+    assert!(err.contains("hidden_size is 64, but the checkpoint's model has 32"), "{err}");
+    // A corrupt trainer_state.json is an error, not a panic.
+    let state = copy.join("checkpoints/step-00000004/trainer_state.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["data"]["position"]["cursor"] = serde_json::json!(99_999_999);
+    std::fs::write(&state, v.to_string()).unwrap();
+    let mut more = longer.clone();
+    more.train.max_steps = Some(6);
+    let err =
+        format!("{:#}", train(more, &TrainOptions { resume: Some(copy.clone()), ..Default::default() }).unwrap_err());
+    assert!(err.contains("past the") || err.contains("data source state"), "{err}");
+    // --overwrite starts afresh.
+    train(run.clone(), &TrainOptions { overwrite: true, ..Default::default() }).unwrap();
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dst = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dst);
+        } else {
+            std::fs::copy(&p, &dst).unwrap();
+        }
+    }
 }

@@ -197,9 +197,9 @@ impl Config {
             }
             None => return Err(Error::config("model_type", "missing (expected \"modernbert\")")),
         }
-        let hidden_size = f.usize_or("hidden_size", 768)?;
+        let hidden_size = f.size("hidden_size", 768, 1, 1 << 16)?;
         let num_attention_heads = f.usize_or("num_attention_heads", 12)?;
-        let num_hidden_layers = f.usize_or("num_hidden_layers", 22)?;
+        let num_hidden_layers = f.size("num_hidden_layers", 22, 1, 1024)?;
         if hidden_size == 0 || num_attention_heads == 0 || hidden_size % num_attention_heads != 0 {
             return Err(Error::config(
                 "num_attention_heads",
@@ -313,16 +313,16 @@ impl Config {
             _ => None,
         };
         Ok(Config {
-            vocab_size: f.usize_or("vocab_size", 50368)?,
+            vocab_size: f.size("vocab_size", 50368, 1, 1 << 24)?,
             hidden_size,
-            intermediate_size: f.usize_or("intermediate_size", 1152)?,
+            intermediate_size: f.size("intermediate_size", 1152, 1, 1 << 18)?,
             num_hidden_layers,
             num_attention_heads,
             hidden_activation: Activation::parse(
                 "hidden_activation",
                 f.opt_str("hidden_activation")?.unwrap_or("gelu"),
             )?,
-            max_position_embeddings: f.usize_or("max_position_embeddings", 8192)?,
+            max_position_embeddings: f.size("max_position_embeddings", 8192, 1, 1 << 20)?,
             norm_eps,
             norm_bias: f.bool_or("norm_bias", false)?,
             attention_bias: f.bool_or("attention_bias", false)?,
@@ -490,6 +490,15 @@ impl Fields<'_> {
         }
     }
 
+    /// A size within `[min, max]` (sizes are checked before anything is allocated from them).
+    fn size(&self, key: &str, default: usize, min: usize, max: usize) -> Result<usize> {
+        let n = self.usize_or(key, default)?;
+        if !(min..=max).contains(&n) {
+            return Err(Error::config(key, format!("{n} is outside the supported range {min}..={max}")));
+        }
+        Ok(n)
+    }
+
     fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
         match self.present(key) {
             None => Ok(default),
@@ -586,6 +595,9 @@ mod tests {
             (r#"{"model_type":"modernbert","hidden_activation":"mish"}"#, "hidden_activation"),
             (r#"{"model_type":"modernbert","norm_eps":-1}"#, "norm_eps"),
             (r#"{"model_type":"modernbert","problem_type":"ranking"}"#, "problem_type"),
+            (r#"{"model_type":"modernbert","hidden_size":1000000000000}"#, "hidden_size"),
+            (r#"{"model_type":"modernbert","max_position_embeddings":1000000000}"#, "max_position_embeddings"),
+            (r#"{"model_type":"modernbert","num_hidden_layers":0}"#, "num_hidden_layers"),
             (r#"{"model_type":"modernbert","classifier_dropout":1.5}"#, "classifier_dropout"),
             (
                 r#"{"model_type":"modernbert","rope_parameters":{"full_attention":{"rope_type":"yarn"}}}"#,

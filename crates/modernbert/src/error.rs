@@ -17,9 +17,12 @@ pub enum Error {
     /// The tokenizer file is bad or the text cannot be encoded.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
-    /// The caller's input cannot be processed (empty, too long, no [MASK], ...).
+    /// The caller's input cannot be processed (empty, no [MASK], ...).
     #[error("{0}")]
     Input(String),
+    /// An input has more tokens than the model accepts, and no truncation was asked for.
+    #[error("the input has {tokens} tokens, more than the model's maximum of {max}; truncate it")]
+    TooLong { tokens: usize, max: usize },
     /// Resolving a model id on the Hugging Face Hub failed.
     #[error("hub: {0}")]
     Hub(String),

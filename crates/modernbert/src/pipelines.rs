@@ -91,6 +91,30 @@ impl Model {
         }
     }
 
+    /// The pooling modes of the model's embedding chain (`[]` for ColBERT's token vectors).
+    pub fn pooling_names(&self, pooling: Option<PoolingMode>) -> Vec<&'static str> {
+        if matches!(self.format, Format::Colbert(_)) {
+            return Vec::new();
+        }
+        self.chain(pooling)
+            .modules
+            .iter()
+            .flat_map(|m| match m {
+                crate::embedding::Module::Pooling { modes, .. } => modes.iter().map(|p| p.name()).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The width of the vectors `embed` returns by default: [`Model::dimension`] cut to the
+    /// model's saved `truncate_dim` (sentence-transformers' `get_sentence_embedding_dimension`).
+    pub fn output_dimension(&self) -> usize {
+        match &self.format {
+            Format::SentenceTransformer(st) => st.truncate_dim.map_or(self.dimension(), |k| k.min(self.dimension())),
+            _ => self.dimension(),
+        }
+    }
+
     /// The width of the model's embeddings (before Matryoshka truncation).
     pub fn dimension(&self) -> usize {
         match &self.format {
@@ -119,7 +143,7 @@ impl Model {
     }
 
     /// The truncation an input gets: the caller's, capped by the format's maximum length.
-    fn truncation(&self, requested: Option<Truncation>) -> Option<Truncation> {
+    pub(crate) fn truncation(&self, requested: Option<Truncation>) -> Option<Truncation> {
         let own = match &self.format {
             Format::SentenceTransformer(st) => st.max_seq_length,
             Format::CrossEncoder(ce) => ce.max_length,
@@ -177,9 +201,7 @@ impl Model {
     fn check_length(&self, n: usize) -> Result<()> {
         let max = self.config.max_position_embeddings;
         if n > max {
-            return Err(Error::Input(format!(
-                "the input has {n} tokens, more than the model's maximum of {max}; truncate it (--max-length)"
-            )));
+            return Err(Error::TooLong { tokens: n, max });
         }
         Ok(())
     }
@@ -363,6 +385,9 @@ impl Model {
 
 fn with_index(i: usize, e: Error) -> Error {
     match e {
+        Error::TooLong { tokens, max } => {
+            Error::Input(format!("input {i} has {tokens} tokens, more than the model's maximum of {max}; truncate it"))
+        }
         Error::Input(m) => Error::Input(format!("input {i}: {m}")),
         Error::Tokenizer(m) => Error::Tokenizer(format!("input {i}: {m}")),
         other => other,

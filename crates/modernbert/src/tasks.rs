@@ -161,7 +161,7 @@ impl Model {
                 return Err(Error::Input(format!("input {i} is empty")));
             }
         }
-        self.tokenizer()?.encode_batch(inputs, truncate_to.map(Truncation::right))
+        self.tokenizer()?.encode_batch(inputs, self.truncation(truncate_to.map(Truncation::right)))
     }
 
     /// Runs the backbone over `sequences` in length-sorted batches and maps each batch's output
@@ -196,6 +196,9 @@ impl Model {
 
     /// Top-`top_k` predictions for every `[MASK]` of every text.
     pub fn fill_mask(&self, texts: &[&str], top_k: usize, truncate_to: Option<usize>) -> Result<Vec<Vec<MaskResult>>> {
+        if top_k == 0 {
+            return Err(Error::Input("top_k must be at least 1".into()));
+        }
         let Head::MaskedLm(mlm) = &self.head else {
             return Err(Error::Input(format!("fill-mask needs a masked-LM model, this is {}", self.head.name())));
         };
@@ -375,12 +378,9 @@ fn softmax(x: &[f32]) -> Vec<f32> {
     e.into_iter().map(|v| v / sum).collect()
 }
 
-/// Indices of the `k` largest values, largest first.
+/// Indices of the `k` largest values, largest first (a partial selection, not a full sort).
 fn top_k_indices(x: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_by(|&a, &b| x[b].total_cmp(&x[a]));
-    idx.truncate(k.max(1));
-    idx
+    crate::retrieval::top_k(x, k)
 }
 
 #[cfg(test)]

@@ -96,11 +96,16 @@ impl Weights {
                 t.to_device(&self.device)?
             }
         };
-        match tensor.dtype() {
-            DType::F32 => Ok(tensor),
-            DType::BF16 | DType::F16 | DType::F64 => Ok(tensor.to_dtype(DType::F32)?),
-            other => Err(Error::Weights(format!("tensor `{name}` has dtype {other:?}, expected a float type"))),
+        let tensor = match tensor.dtype() {
+            DType::F32 => tensor,
+            DType::BF16 | DType::F16 | DType::F64 => tensor.to_dtype(DType::F32)?,
+            other => return Err(Error::Weights(format!("tensor `{name}` has dtype {other:?}, expected a float type"))),
+        };
+        let finite = crate::ops::with_f32(&tensor, |d| d.iter().all(|x| x.is_finite()))?;
+        if !finite {
+            return Err(Error::Weights(format!("tensor `{name}` holds NaN or infinite values")));
         }
+        Ok(tensor)
     }
 
     /// An optional tensor: `None` if absent, an error if present with the wrong shape.

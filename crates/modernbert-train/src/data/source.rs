@@ -18,7 +18,7 @@ use super::packing::{DocRef, GreedyBestFitPacker, PackStats, PackedRow};
 use super::rng::{key, Pcg64};
 use super::shards::{ShardSet, Split};
 use crate::MlmBatch;
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -288,13 +288,19 @@ impl BatchSource {
         }
     }
 
-    fn set_position(&mut self, p: &Position) {
+    fn set_position(&mut self, p: &Position) -> Result<()> {
+        let docs = self.shards.num_docs() as u64;
+        ensure!(p.cursor <= docs, "data source state: cursor {} is past the {docs} documents", p.cursor);
+        if let Some([doc, _, _]) = p.buffer.iter().find(|[doc, _, _]| *doc as u64 >= docs) {
+            bail!("data source state: document {doc} is out of range ({docs} documents)");
+        }
         self.epoch = p.epoch;
         self.cursor = p.cursor;
         self.chunk = p.chunk;
         self.packer.set_buffer(p.buffer.iter().map(|&[doc, chunk, len]| DocRef { doc, chunk, len }).collect());
         self.step = p.step;
         self.stats = p.stats;
+        Ok(())
     }
 
     /// Packs the documents of one step into rows (no masking yet). `None` once a finite source
@@ -368,9 +374,9 @@ impl BatchSource {
         self.pending.clear();
         self.partial = None;
         match saved.partial {
-            None => self.set_position(&saved.position),
+            None => self.set_position(&saved.position)?,
             Some(p) => {
-                self.set_position(&p.before);
+                self.set_position(&p.before)?;
                 let step = self.next_step(p.rows).context("data source state points past the end of the data")?;
                 ensure!(step.batches.len() == p.rows && p.taken <= p.rows, "data source state does not match the data");
                 self.pending = step.batches.into_iter().skip(p.taken).collect();

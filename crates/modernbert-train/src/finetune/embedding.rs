@@ -154,11 +154,18 @@ impl EmbeddingJob {
         if let Some(p) = dp {
             prompts.insert("document".to_string(), p.clone());
         }
-        let mut dims: Vec<Option<usize>> = match &cfg.matryoshka_dims {
-            Some(d) => d.iter().map(|&k| Some(k).filter(|&k| k < config.hidden_size)).collect(),
+        let dims: Vec<Option<usize>> = match &cfg.matryoshka_dims {
+            Some(d) => {
+                if let Some(&k) = d.iter().find(|&&k| k > config.hidden_size) {
+                    bail!("matryoshka_dims: {k} is wider than the model's {} dimensions", config.hidden_size);
+                }
+                let mut d = d.clone();
+                d.sort_unstable_by(|a, b| b.cmp(a));
+                d.dedup();
+                d.into_iter().map(|k| Some(k).filter(|&k| k < config.hidden_size)).collect()
+            }
             None => vec![None],
         };
-        dims.dedup();
         Ok(Self {
             train,
             lengths,

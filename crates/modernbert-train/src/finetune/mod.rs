@@ -24,6 +24,7 @@ pub mod labels;
 pub mod metrics;
 pub mod objective;
 pub mod pairs;
+pub mod rerank;
 
 use crate::checkpoint::{self, MetricsLog};
 use crate::model::{DropoutConfig, TrainModel};
@@ -52,6 +53,8 @@ pub enum Task {
     TokenClassification,
     /// Sentence embeddings (a sentence-transformers bi-encoder) from query/document pairs.
     Embedding,
+    /// A cross-encoder reranker from labelled pairs or a positive with hard negatives.
+    Reranker,
 }
 
 impl std::str::FromStr for Task {
@@ -62,7 +65,8 @@ impl std::str::FromStr for Task {
             "classification" => Task::Classification,
             "token-classification" => Task::TokenClassification,
             "embedding" => Task::Embedding,
-            other => bail!("unknown task {other:?} (classification, token-classification, embedding)"),
+            "reranker" => Task::Reranker,
+            other => bail!("unknown task {other:?} (classification, token-classification, embedding, reranker)"),
         })
     }
 }
@@ -73,6 +77,7 @@ impl std::fmt::Display for Task {
             Task::Classification => "classification",
             Task::TokenClassification => "token-classification",
             Task::Embedding => "embedding",
+            Task::Reranker => "reranker",
         })
     }
 }
@@ -319,6 +324,8 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
         );
     }
     std::fs::create_dir_all(&cfg.output).with_context(|| format!("cannot create {}", cfg.output.display()))?;
+    checkpoint::remove_leftovers(&ckpt_root)?;
+    checkpoint::remove_leftovers(&cfg.output)?;
     let (model, mut opt, mut state) = match &resumed {
         Some((dir, state)) => {
             let model = TrainModel::load(dir)?;
@@ -465,6 +472,7 @@ fn make_job(cfg: &FinetuneConfig, model_dir: &Path) -> Result<Box<dyn Job>> {
     Ok(match cfg.task {
         Task::Classification | Task::TokenClassification => Box::new(classify::ClassifyJob::new(cfg, model_dir)?),
         Task::Embedding => Box::new(embedding::EmbeddingJob::new(cfg, model_dir)?),
+        Task::Reranker => Box::new(rerank::RerankJob::new(cfg, model_dir)?),
     })
 }
 

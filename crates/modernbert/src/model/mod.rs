@@ -101,6 +101,13 @@ impl ModernBert {
         } else {
             Arc::new(RopeTable::new(config.local_rope_theta as f32, head_dim, max_pos))
         };
+        let extra = format!("model.layers.{}.attn.Wqkv.weight", config.num_hidden_layers);
+        if w.has(&extra) {
+            return Err(Error::config(
+                "num_hidden_layers",
+                format!("{} layers, but the weights have more (they hold `{extra}`)", config.num_hidden_layers),
+            ));
+        }
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
                 let rope = match config.layer_types[i] {
@@ -137,7 +144,11 @@ impl ModernBert {
         for layer in &self.layers {
             h = layer.forward(&h, batch)?;
         }
-        self.final_norm.forward(&h)
+        let out = self.final_norm.forward(&h)?;
+        if !crate::ops::with_f32(&out, |d| d.iter().all(|x| x.is_finite()))? {
+            return Err(Error::Input("the model produced NaN or infinite values for this input".into()));
+        }
+        Ok(out)
     }
 
     fn check(&self, batch: &Batch) -> Result<()> {
