@@ -61,6 +61,9 @@ pub fn save_hf_model(
     cfg["architectures"] = json!([model.head().architecture()]);
     let mut tensors = BTreeMap::new();
     for (name, t) in model.tensors()? {
+        if model.is_extra(&name) {
+            continue;
+        }
         let shape = t.dims().to_vec();
         // A bare `ModernBertModel` is saved without the `model.` prefix, as transformers does.
         let name = match (model.head(), name.strip_prefix("model.")) {

@@ -118,6 +118,8 @@ struct Prepared {
     local: Rope,
     /// Composed attention: chunks of whole documents with their additive masks.
     chunks: Vec<Chunk>,
+    /// Attention from differentiable primitives (the composed kernels, or key limits).
+    composed: bool,
 }
 
 struct Chunk {
@@ -132,6 +134,8 @@ pub struct TrainModel {
     config: Config,
     head: HeadKind,
     vars: BTreeMap<String, Var>,
+    /// Trainable tensors outside the HF parameter table (e.g. a ColBERT model's Dense).
+    extra: Vec<String>,
     kernels: Kernels,
     device: Device,
 }
@@ -158,7 +162,7 @@ impl TrainModel {
         if head == HeadKind::MaskedLm && !config.tie_word_embeddings {
             bail!("training a masked LM needs tie_word_embeddings = true (the decoder is the token embedding)");
         }
-        Ok(Self { config, head, vars, kernels: Kernels::default(), device })
+        Ok(Self { config, head, vars, extra: Vec::new(), kernels: Kernels::default(), device })
     }
 
     /// Loads a checkpoint directory (config.json + safetensors) with the head it carries.
@@ -173,6 +177,22 @@ impl TrainModel {
     /// The task head.
     pub fn head(&self) -> HeadKind {
         self.head
+    }
+
+    /// Adds a trainable tensor outside the HF parameter table (written by its task, not with
+    /// the transformer's weights).
+    pub fn add_param(&mut self, name: &str, value: &Tensor) -> Result<()> {
+        if self.vars.contains_key(name) {
+            bail!("parameter `{name}` exists already");
+        }
+        self.vars.insert(name.to_string(), Var::from_tensor(&value.to_dtype(DType::F32)?.contiguous()?)?);
+        self.extra.push(name.to_string());
+        Ok(())
+    }
+
+    /// Whether `name` is a tensor added with [`TrainModel::add_param`].
+    pub fn is_extra(&self, name: &str) -> bool {
+        self.extra.iter().any(|e| e == name)
     }
 
     /// Sets the `problem_type` written with the model (a reranker's single output has none).
@@ -240,7 +260,7 @@ impl TrainModel {
         Ok(modernbert::Model::from_weights(config, &weights, None, Path::new(""), modernbert::Precision::F32)?)
     }
 
-    fn prepare(&self, input_ids: &[u32], cu_seqlens: &[u32]) -> Result<Prepared> {
+    fn prepare(&self, input_ids: &[u32], cu_seqlens: &[u32], key_limits: Option<&[u32]>) -> Result<Prepared> {
         let n = input_ids.len();
         if cu_seqlens.first() != Some(&0) || cu_seqlens.last().map(|&e| e as usize) != Some(n) {
             bail!("cu_seqlens {:?} does not cover {n} tokens", short(cu_seqlens));
@@ -261,22 +281,27 @@ impl TrainModel {
             bail!("a document has {} tokens, more than max_position_embeddings", max_pos + 1);
         }
         let d = self.config.head_dim();
-        let composed = self.kernels == Kernels::Composed;
+        if key_limits.is_some_and(|k| k.len() != cu_seqlens.len() - 1) {
+            bail!("one key limit per sequence is needed");
+        }
+        let composed = self.kernels == Kernels::Composed || key_limits.is_some();
         let rope = |theta: f64| rope_tables(theta, d, max_pos + 1, composed.then_some(&positions[..]), &self.device);
         let global = rope(self.config.global_rope_theta)?;
         let local = rope(self.config.local_rope_theta)?;
-        let chunks = if composed { self.chunks(cu_seqlens)? } else { Vec::new() };
+        let chunks = if composed { self.chunks(cu_seqlens, key_limits)? } else { Vec::new() };
         Ok(Prepared {
             ids: Tensor::from_slice(input_ids, n, &self.device)?,
             cu_seqlens: cu_seqlens.to_vec(),
             global,
             local,
             chunks,
+            composed,
         })
     }
 
-    /// Groups whole documents into chunks and builds each chunk's additive masks `[n, n]`.
-    fn chunks(&self, cu: &[u32]) -> Result<Vec<Chunk>> {
+    /// Groups whole documents into chunks and builds each chunk's additive masks `[n, n]`; with
+    /// `key_limits`, the tokens of document `b` attend only to its first `key_limits[b]` tokens.
+    fn chunks(&self, cu: &[u32], key_limits: Option<&[u32]>) -> Result<Vec<Chunk>> {
         let half = (self.config.local_attention / 2) as i64;
         let mut out = Vec::new();
         let mut b = 0;
@@ -289,14 +314,18 @@ impl TrainModel {
             }
             let len = cu[e] as usize - start;
             let mut doc = vec![0u32; len];
+            let mut key_end = vec![0usize; len];
             for (k, w) in cu[b..=e].windows(2).enumerate() {
-                doc[w[0] as usize - start..w[1] as usize - start].fill(k as u32);
+                let (s0, s1) = (w[0] as usize - start, w[1] as usize - start);
+                doc[s0..s1].fill(k as u32);
+                let keys = key_limits.map_or(s1 - s0, |l| (l[b + k] as usize).min(s1 - s0));
+                key_end[s0..s1].fill(s0 + keys);
             }
             let mut global = vec![MASKED; len * len];
             let mut local = vec![MASKED; len * len];
             for i in 0..len {
                 for j in 0..len {
-                    if doc[i] == doc[j] {
+                    if doc[i] == doc[j] && j < key_end[i] {
                         global[i * len + j] = 0.0;
                         if (i as i64 - j as i64).abs() <= half {
                             local[i * len + j] = 0.0;
@@ -322,7 +351,20 @@ impl TrainModel {
         cu_seqlens: &[u32],
         dropout: Option<(DropoutConfig, DropoutKey)>,
     ) -> Result<Tensor> {
-        let prep = self.prepare(input_ids, cu_seqlens)?;
+        let prep = self.prepare(input_ids, cu_seqlens, None)?;
+        self.encode(&prep, dropout)
+    }
+
+    /// [`TrainModel::forward_hidden`] where the tokens of sequence `b` attend only to its first
+    /// `key_limits[b]` tokens (ColBERT's expanded queries), through the composed attention.
+    pub fn forward_hidden_with_key_limits(
+        &self,
+        input_ids: &[u32],
+        cu_seqlens: &[u32],
+        key_limits: &[u32],
+        dropout: Option<(DropoutConfig, DropoutKey)>,
+    ) -> Result<Tensor> {
+        let prep = self.prepare(input_ids, cu_seqlens, Some(key_limits))?;
         self.encode(&prep, dropout)
     }
 
@@ -338,7 +380,8 @@ impl TrainModel {
         let emb = self.p("model.embeddings.tok_embeddings.weight")?.index_select(&prep.ids, 0)?;
         let mut h = self.norm(&emb, "model.embeddings.norm")?;
         h = drop(h, dc.embedding, 0)?;
-        let blocks = self.kernels == Kernels::Fused
+        let blocks = !prep.composed
+            && self.kernels == Kernels::Fused
             && !cfg.attention_bias
             && !cfg.mlp_bias
             && cfg.hidden_activation == Activation::Gelu;
@@ -430,12 +473,12 @@ impl TrainModel {
         let qkv = self.linear(a, &format!("{p}.Wqkv"))?;
         let local = cfg.layer_types[layer] == LayerType::Local;
         let rope = if local { &prep.local } else { &prep.global };
-        let out = match self.kernels {
-            Kernels::Fused => {
+        let out = match prep.composed {
+            false => {
                 let window = local.then_some(cfg.local_attention / 2);
                 ops::attention(&qkv, &prep.cu_seqlens, h, d, rope.table.clone(), window)?
             }
-            Kernels::Composed => {
+            true => {
                 let t = qkv.dim(0)?;
                 let qkv = qkv.reshape((t, 3, h, d))?;
                 let q = rotary(&qkv.narrow(1, 0, 1)?.squeeze(1)?, rope)?;

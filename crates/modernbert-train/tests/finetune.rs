@@ -391,3 +391,41 @@ fn rerankers_learn_listwise_and_from_labels_and_export_a_cross_encoder() {
     eprintln!("BCE reranker: nDCG@10 {:.3}", s.best.as_ref().unwrap().metric);
     assert!(s.best.unwrap().metric > 0.8);
 }
+
+#[test]
+fn colbert_learns_and_exports_a_pylate_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, val) = (dir.path().join("pairs.jsonl"), dir.path().join("val.jsonl"));
+    pairs_jsonl(&train, 64, 6, true);
+    pairs_jsonl(&val, 24, 7, false);
+    let cfg = FinetuneConfig {
+        batch_size: 16,
+        epochs: 3,
+        query_length: 12,
+        document_length: 24,
+        colbert_dim: 16,
+        ..config(dir.path(), Task::Colbert, train, val)
+    };
+    let s = finetune(cfg.clone(), None, false).unwrap();
+    let evals: Vec<f64> = std::fs::read_to_string(cfg.output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "eval")
+        .map(|v| v["ndcg_at_10"].as_f64().unwrap())
+        .collect();
+    eprintln!("ColBERT nDCG@10 per epoch: {evals:?}");
+    assert!(s.best.unwrap().metric > evals[0] || evals[0] > 0.9, "{evals:?}");
+    let model = modernbert::Model::load(&cfg.output).unwrap();
+    assert_eq!(model.format.name(), "colbert");
+    assert_eq!(model.config.vocab_size, 50370, "[Q] and [D] were added");
+    let tok = model.tokenizer().unwrap();
+    assert_eq!((tok.token_to_id("[Q] "), tok.token_to_id("[D] ")), (Some(50368), Some(50369)));
+    let scores =
+        model.score_pairs("tell me about the river", &["the river river", "the camera camera"], false, None).unwrap();
+    assert!(scores[0] > scores[1], "{scores:?}");
+    // The library's evaluation of the export equals the trainer's last one.
+    let set = pairs_set_for_test(&cfg.validation.clone().unwrap());
+    let m = modernbert::retrieval::evaluate(&model, &set, 512).unwrap();
+    assert!((m.ndcg_at_10 - evals.last().unwrap()).abs() < 1e-6, "{m:?} vs {evals:?}");
+}

@@ -66,7 +66,7 @@ fn encode_all(tok: &Tokenizer, texts: &[String], max_length: usize) -> Result<Ve
 
 /// A retrieval set from held-out pairs: each query's positive is its relevant document; every
 /// positive and negative is in the corpus.
-fn pairs_set(rows: &[PairRow]) -> RetrievalSet {
+pub(crate) fn pairs_set(rows: &[PairRow]) -> RetrievalSet {
     let mut set = RetrievalSet::default();
     let mut ids: std::collections::HashMap<String, String> = Default::default();
     let mut doc_id = |text: &str, set: &mut RetrievalSet| -> String {

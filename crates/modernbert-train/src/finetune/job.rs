@@ -42,6 +42,11 @@ pub trait Job {
     /// was reused and what is new.
     fn start_model(&self, cfg: &FinetuneConfig, dir: &Path) -> Result<(TrainModel, String)>;
 
+    /// The model of a checkpoint written by [`Job::write_model`] (for resuming).
+    fn load_model(&self, dir: &Path) -> Result<TrainModel> {
+        TrainModel::load(dir)
+    }
+
     /// Forward and backward over one step's items; returns the step's loss (the mean the
     /// gradients are of) and adds the gradients into `ctx.grads`.
     fn step(&self, model: &TrainModel, items: &[usize], ctx: &mut StepContext) -> Result<f64>;

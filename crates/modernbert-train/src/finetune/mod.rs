@@ -14,6 +14,7 @@
 
 pub mod batches;
 pub mod classify;
+pub mod colbert;
 pub mod data;
 pub mod embedding;
 pub mod encode;
@@ -55,6 +56,8 @@ pub enum Task {
     Embedding,
     /// A cross-encoder reranker from labelled pairs or a positive with hard negatives.
     Reranker,
+    /// A PyLate ColBERT model (late interaction) from pairs, or distilled from teacher scores.
+    Colbert,
 }
 
 impl std::str::FromStr for Task {
@@ -66,7 +69,10 @@ impl std::str::FromStr for Task {
             "token-classification" => Task::TokenClassification,
             "embedding" => Task::Embedding,
             "reranker" => Task::Reranker,
-            other => bail!("unknown task {other:?} (classification, token-classification, embedding, reranker)"),
+            "colbert" => Task::Colbert,
+            other => {
+                bail!("unknown task {other:?} (classification, token-classification, embedding, reranker, colbert)")
+            }
         })
     }
 }
@@ -78,6 +84,7 @@ impl std::fmt::Display for Task {
             Task::TokenClassification => "token-classification",
             Task::Embedding => "embedding",
             Task::Reranker => "reranker",
+            Task::Colbert => "colbert",
         })
     }
 }
@@ -151,6 +158,15 @@ pub struct FinetuneConfig {
     /// Embedding: prompt prepended to documents (saved as the model's `document` prompt).
     #[serde(alias = "document-prompt")]
     pub document_prompt: Option<String>,
+    /// ColBERT: queries are cut, or expanded with `[MASK]`, to this many tokens (PyLate: 32).
+    #[serde(alias = "query-length")]
+    pub query_length: usize,
+    /// ColBERT: documents are cut to this many tokens (PyLate: 180).
+    #[serde(alias = "document-length")]
+    pub document_length: usize,
+    /// ColBERT: width of the token vectors (the Dense projection; 128 as GTE-ModernColBERT).
+    #[serde(alias = "colbert-dim")]
+    pub colbert_dim: usize,
 }
 
 impl Default for FinetuneConfig {
@@ -183,6 +199,9 @@ impl Default for FinetuneConfig {
             hard_negatives: None,
             query_prompt: None,
             document_prompt: None,
+            query_length: 32,
+            document_length: 180,
+            colbert_dim: 128,
         }
     }
 }
@@ -216,6 +235,8 @@ impl FinetuneConfig {
         check(self.early_stopping_patience != Some(0), "early_stopping_patience", "must be at least 1")?;
         check(self.scale.is_finite() && self.scale > 0.0, "scale", "must be a positive number")?;
         check(self.mini_batch_size != Some(0), "mini_batch_size", "must be at least 1")?;
+        check(self.query_length >= 4 && self.document_length >= 4, "query_length", "lengths must be at least 4")?;
+        check(self.colbert_dim > 0, "colbert_dim", "must be at least 1")?;
         if let Some(dims) = &self.matryoshka_dims {
             check(!dims.is_empty() && !dims.contains(&0), "matryoshka_dims", "must be positive widths")?;
         }
@@ -328,7 +349,7 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
     checkpoint::remove_leftovers(&cfg.output)?;
     let (model, mut opt, mut state) = match &resumed {
         Some((dir, state)) => {
-            let model = TrainModel::load(dir)?;
+            let model = job.load_model(dir)?;
             let mut opt = AdamW::new(OptimizerConfig::adamw(), &model);
             opt.load(&dir.join("optimizer.safetensors"))?;
             eprintln!("resuming from {} (step {}, epoch {})", dir.display(), state.step, state.epoch + 1);
@@ -473,6 +494,7 @@ fn make_job(cfg: &FinetuneConfig, model_dir: &Path) -> Result<Box<dyn Job>> {
         Task::Classification | Task::TokenClassification => Box::new(classify::ClassifyJob::new(cfg, model_dir)?),
         Task::Embedding => Box::new(embedding::EmbeddingJob::new(cfg, model_dir)?),
         Task::Reranker => Box::new(rerank::RerankJob::new(cfg, model_dir)?),
+        Task::Colbert => Box::new(colbert::ColbertJob::new(cfg, model_dir)?),
     })
 }
 

@@ -48,6 +48,15 @@ pub struct ColbertInput {
 
 const DEFAULT_SKIPLIST: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
+/// The skiplist ids of `words` (PyLate: `convert_tokens_to_ids(word)` per word; unknown words
+/// skip nothing), sorted.
+fn skiplist_ids(tokenizer: &Tokenizer, words: &[String]) -> Vec<u32> {
+    let mut ids: Vec<u32> = words.iter().filter_map(|w| tokenizer.token_to_id(w)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Reads a PyLate directory (`modules.json` with a `pylate.models.Dense.Dense`).
 pub fn read(dir: &Path, modules: &[ModuleEntry], config: &Config, tokenizer: &Tokenizer) -> Result<Colbert> {
     let path = dir.join("config_sentence_transformers.json");
@@ -74,9 +83,7 @@ pub fn read(dir: &Path, modules: &[ModuleEntry], config: &Config, tokenizer: &To
         Some(Value::Array(items)) => items.iter().filter_map(|w| w.as_str().map(str::to_string)).collect(),
         _ => DEFAULT_SKIPLIST.chars().map(|c| c.to_string()).collect(),
     };
-    let mut skiplist: Vec<u32> = words.iter().filter_map(|w| tokenizer.token_to_id(w)).collect();
-    skiplist.sort_unstable();
-    skiplist.dedup();
+    let skiplist = skiplist_ids(tokenizer, &words);
     let mut dense = Vec::new();
     let mut dim = config.hidden_size;
     for m in modules.iter().skip(1) {
@@ -102,6 +109,33 @@ pub fn read(dir: &Path, modules: &[ModuleEntry], config: &Config, tokenizer: &To
 }
 
 impl Colbert {
+    /// PyLate's defaults (`[MASK]` expansion not attended to, the punctuation skiplist, no prompts)
+    /// for prefix tokens with ids `query_prefix_id` / `document_prefix_id` (they need not be in
+    /// `tokenizer` yet: a model being trained adds them).
+    pub fn with_defaults(
+        tokenizer: &Tokenizer,
+        (query_prefix_id, document_prefix_id): (u32, u32),
+        (query_length, document_length): (usize, usize),
+        dense: Vec<Dense>,
+    ) -> Result<Self> {
+        let mask_id = tokenizer
+            .token_to_id("[MASK]")
+            .ok_or_else(|| Error::Tokenizer("the tokenizer has no [MASK] token".into()))?;
+        let words: Vec<String> = DEFAULT_SKIPLIST.chars().map(|c| c.to_string()).collect();
+        Ok(Self {
+            query_prefix_id,
+            document_prefix_id,
+            query_length,
+            document_length,
+            do_query_expansion: true,
+            attend_to_expansion_tokens: false,
+            skiplist: skiplist_ids(tokenizer, &words),
+            dense,
+            prompts: Prompts::default(),
+            mask_id,
+        })
+    }
+
     /// Tokenises a query or document as PyLate does: the text stripped, `[CLS] text [SEP]` cut to
     /// `length − 1` tokens, the prefix inserted after `[CLS]`; queries padded with `[MASK]` to
     /// `query_length` when expanding.
@@ -153,4 +187,65 @@ pub fn maxsim(query: &[Vec<f32>], document: &[Vec<f32>]) -> f32 {
         })
         .filter(|m| m.is_finite())
         .sum()
+}
+
+/// Writes the PyLate files of a ColBERT model whose transformer files (`config.json` with the
+/// grown vocabulary, weights) are already in `dir`: `tokenizer.json` from `source_tokenizer` with
+/// the `[Q] `/`[D] ` tokens added (they must get the ids `c` uses), `modules.json`, `1_Dense/`,
+/// `config_sentence_transformers.json`, `sentence_bert_config.json`, `tokenizer_config.json`.
+pub fn write(dir: &Path, c: &Colbert, source_tokenizer: &Path) -> Result<()> {
+    use serde_json::json;
+    let mut tok = tokenizers::Tokenizer::from_file(source_tokenizer)
+        .map_err(|e| Error::Tokenizer(format!("{}: {e}", source_tokenizer.display())))?;
+    tok.add_tokens(&[tokenizers::AddedToken::from("[Q] ", false), tokenizers::AddedToken::from("[D] ", false)]);
+    for (text, id) in [("[Q] ", c.query_prefix_id), ("[D] ", c.document_prefix_id)] {
+        if tok.token_to_id(text) != Some(id) {
+            return Err(Error::Tokenizer(format!(
+                "{text:?} would get id {:?}, the model uses {id}",
+                tok.token_to_id(text)
+            )));
+        }
+    }
+    let tok_path = dir.join("tokenizer.json");
+    tok.save(&tok_path, false).map_err(|e| Error::Tokenizer(format!("{}: {e}", tok_path.display())))?;
+    let [dense] = c.dense.as_slice() else {
+        return Err(Error::Input("a ColBERT model to write needs exactly one Dense layer".into()));
+    };
+    let dense_dir = dir.join("1_Dense");
+    super::write_json(
+        &dense_dir,
+        "config.json",
+        &json!({"in_features": dense.in_features(), "out_features": dense.out_features(), "bias": dense.bias.is_some(),
+                "activation_function": "torch.nn.modules.linear.Identity", "use_residual": false}),
+    )?;
+    let mut tensors = std::collections::HashMap::from([("linear.weight".to_string(), dense.weight.clone())]);
+    if let Some(b) = &dense.bias {
+        tensors.insert("linear.bias".to_string(), b.clone());
+    }
+    candle_core::safetensors::save(&tensors, dense_dir.join("model.safetensors"))?;
+    super::write_json(
+        dir,
+        "modules.json",
+        &json!([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]),
+    )?;
+    super::write_json(
+        dir,
+        "sentence_bert_config.json",
+        &json!({"max_seq_length": c.document_length.max(c.query_length), "do_lower_case": false}),
+    )?;
+    super::write_json(
+        dir,
+        "config_sentence_transformers.json",
+        &json!({"model_type": "ColBERT", "__version__": {"sentence_transformers": "5.3.0", "pylate": "1.6.0"},
+                "prompts": {"query": "", "document": ""}, "default_prompt_name": null, "similarity_fn_name": "MaxSim",
+                "query_prefix": "[Q] ", "document_prefix": "[D] ", "query_length": c.query_length,
+                "document_length": c.document_length, "attend_to_expansion_tokens": c.attend_to_expansion_tokens,
+                "skiplist_words": DEFAULT_SKIPLIST.chars().map(|ch| ch.to_string()).collect::<Vec<_>>(),
+                "do_query_expansion": c.do_query_expansion}),
+    )?;
+    let path = dir.join("tokenizer_config.json");
+    let mut cfg = if path.is_file() { read_json(&path)? } else { json!({}) };
+    cfg["pad_token"] = json!("[MASK]");
+    super::write_json(dir, "tokenizer_config.json", &cfg)
 }
