@@ -1,11 +1,13 @@
-//! Reading inputs from arguments or a JSONL file.
+//! Reading inputs from arguments, a JSONL file or a plain text file (one text per line), or
+//! stdin (`-`); and running long jobs in chunks whose results are printed as they complete.
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-/// Texts from a JSONL file (strings or `{"text": ...}`) or, without one, from the arguments.
+/// Texts from a file (JSONL strings or `{"text": ...}`, or plain text lines) or, without one,
+/// from the arguments.
 pub fn texts(file: Option<&Path>, args: Vec<String>) -> Result<Vec<String>> {
     Ok(pairs(file, args, false)?.into_iter().map(|(t, _)| t).collect())
 }
@@ -47,7 +49,14 @@ fn read_jsonl(path: &Path, pair: bool) -> Result<Vec<(String, Option<String>)>> 
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(&line).with_context(|| format!("{}: not valid JSON", where_()))?;
+        // `.jsonl`/`.json` files hold JSON lines; other files and stdin may also hold plain text lines.
+        let plain_allowed = !matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "json"));
+        let value: Value = match serde_json::from_str(&line) {
+            Ok(v @ (Value::String(_) | Value::Object(_))) => v,
+            _ if plain_allowed && !pair => Value::String(line.clone()),
+            Ok(_) => bail!("{}: not a JSON string or object", where_()),
+            Err(e) => bail!("{}: not valid JSON ({e})", where_()),
+        };
         let (text, text_pair) = match &value {
             Value::String(s) => (s.clone(), None),
             Value::Object(o) => {
@@ -66,4 +75,38 @@ fn read_jsonl(path: &Path, pair: bool) -> Result<Vec<(String, Option<String>)>> 
         items.push((text, if pair { text_pair } else { None }));
     }
     Ok(items)
+}
+
+/// Runs `f` on consecutive chunks of `items` and prints each chunk's results as soon as they are
+/// computed (input order), with a progress bar on stderr when it is a terminal.
+pub fn in_chunks<T, R: serde::Serialize>(
+    items: &[T],
+    out: &mut impl std::io::Write,
+    mut f: impl FnMut(&[T]) -> Result<Vec<R>>,
+) -> Result<()> {
+    const CHUNK: usize = 256;
+    let bar = if items.len() > CHUNK && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new(items.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} inputs ETA {eta}")
+                .expect("valid template"),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    for chunk in items.chunks(CHUNK) {
+        for r in f(chunk)? {
+            serde_json::to_writer(&mut *out, &r)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        if let Some(b) = &bar {
+            b.inc(chunk.len() as u64);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(())
 }

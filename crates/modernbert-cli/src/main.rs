@@ -7,6 +7,8 @@ mod data_cmd;
 #[cfg(feature = "train")]
 mod finetune;
 mod input;
+#[cfg(feature = "search")]
+mod search;
 #[cfg(feature = "serve")]
 mod serve;
 #[cfg(feature = "train")]
@@ -142,6 +144,9 @@ enum Command {
     #[cfg(feature = "serve")]
     #[command(flatten)]
     Serve(serve::Commands),
+    #[cfg(feature = "search")]
+    #[command(flatten)]
+    Search(search::Commands),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,11 +193,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::FillMask { model, top_k, input, texts } => {
             let texts = input::texts(input.as_deref(), texts)?;
             let m = load(&model)?;
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let results = m.fill_mask(&refs, top_k, model.max_length)?;
-            for (text, masks) in texts.iter().zip(results) {
-                emit(&mut out, &json!({ "text": text, "masks": masks }))?;
-            }
+            input::in_chunks(&texts, &mut out, |chunk| {
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let results = m.fill_mask(&refs, top_k, model.max_length)?;
+                Ok(chunk.iter().zip(results).map(|(text, masks)| json!({ "text": text, "masks": masks })).collect())
+            })?;
         }
         Command::Embed { model, pooling, no_normalize, prompt_name, prompt, dimensions, input_type, input, texts } => {
             let texts = input::texts(input.as_deref(), texts)?;
@@ -221,12 +226,15 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             } else {
-                for e in m.embed(&refs, &opts)? {
-                    match e {
-                        Embedding::Pooled(v) => emit(&mut out, &json!({ "embedding": v }))?,
-                        Embedding::Tokens(v) => emit(&mut out, &json!({ "token_embeddings": v }))?,
-                    }
-                }
+                input::in_chunks(&refs, &mut out, |chunk| {
+                    Ok(m.embed(chunk, &opts)?
+                        .into_iter()
+                        .map(|e| match e {
+                            Embedding::Pooled(v) => json!({ "embedding": v }),
+                            Embedding::Tokens(v) => json!({ "token_embeddings": v }),
+                        })
+                        .collect())
+                })?;
             }
         }
         Command::Rerank { model, query, raw_scores, input, documents } => {
@@ -245,15 +253,19 @@ fn run(cli: Cli) -> Result<()> {
             let inputs = input::pairs(input.as_deref(), texts, pair)?;
             let m = load(&model)?;
             let refs: Vec<(&str, Option<&str>)> = inputs.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
-            for (r, (text, _)) in m.classify(&refs, model.max_length)?.into_iter().zip(&refs) {
-                match (aggregate, r) {
-                    (true, modernbert::tasks::ClassifyOutput::Tokens(tokens)) => {
-                        emit(&mut out, &json!({ "entities": modernbert::tasks::group_entities(text, &tokens) }))?
-                    }
-                    (true, _) => anyhow::bail!("--aggregate groups the tokens of a token-classification model"),
-                    (false, r) => emit(&mut out, &r)?,
-                }
-            }
+            input::in_chunks(&refs, &mut out, |chunk| {
+                m.classify(chunk, model.max_length)?
+                    .into_iter()
+                    .zip(chunk)
+                    .map(|(r, (text, _))| match (aggregate, r) {
+                        (true, modernbert::tasks::ClassifyOutput::Tokens(tokens)) => {
+                            Ok(json!({ "entities": modernbert::tasks::group_entities(text, &tokens) }))
+                        }
+                        (true, _) => anyhow::bail!("--aggregate groups the tokens of a token-classification model"),
+                        (false, r) => Ok(serde_json::to_value(r)?),
+                    })
+                    .collect()
+            })?;
         }
         Command::Tokenize { model, texts } => {
             anyhow::ensure!(!texts.is_empty(), "no input text given");
@@ -272,6 +284,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Finetune(command) => finetune::run(command)?,
         #[cfg(feature = "serve")]
         Command::Serve(command) => serve::run(command)?,
+        #[cfg(feature = "search")]
+        Command::Search(command) => search::run(command)?,
     }
     Ok(())
 }
