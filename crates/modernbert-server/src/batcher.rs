@@ -9,13 +9,12 @@
 //! Inputs that arrive while the model is busy are picked up by the next batch, so batches grow
 //! with load and a lone request never waits for company.
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Task};
 pub use modernbert::embedding::PoolingMode;
 pub use modernbert::pipelines::{Output, Prepared, Want};
 use modernbert::Model;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -104,14 +103,29 @@ impl Batcher {
             if queue.closed {
                 let _ = reply.send(Err("the server is shutting down".into()));
             } else {
-                self.shared.metrics.input_length.observe(input.ids.len() as f64);
+                self.shared.metrics.input_length.record(input.ids.len() as f64);
                 queue.items.push_back(Item { input, want, enqueued: now, reply });
             }
         }
-        self.shared.metrics.queue_size.store(queue.items.len() as i64, Relaxed);
+        self.shared.metrics.queue_size.set(queue.items.len() as f64);
         drop(queue);
+        let task = if want == Want::Logits { Task::Predict } else { Task::Embed };
+        self.shared.metrics.inputs_queued(task, receivers.len());
         self.shared.wake.notify_all();
         receivers
+    }
+
+    /// Closes the queue and answers every input still waiting with an error (the shutdown
+    /// deadline passed); batches already running finish on their threads.
+    pub fn abort(&self) {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.closed = true;
+        for item in queue.items.drain(..) {
+            let _ = item.reply.send(Err("the server is shutting down".into()));
+        }
+        self.shared.metrics.queue_size.set(0.0);
+        drop(queue);
+        self.shared.wake.notify_all();
     }
 
     /// Lets the workers finish what is queued, then stops and joins them.
@@ -138,11 +152,21 @@ fn worker(shared: &Shared, model: &Model, pooling: Option<PoolingMode>) {
             while queue.items.is_empty() && !queue.closed {
                 queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
             }
+            // Inputs whose request is gone (client disconnected, shutdown deadline) are skipped.
+            let before = queue.items.len();
+            queue.items.retain(|item| !item.reply.is_closed());
+            if queue.items.len() < before {
+                shared.metrics.request_failed_n("dropped", before - queue.items.len());
+            }
             if queue.items.is_empty() {
-                return;
+                if queue.closed {
+                    return;
+                }
+                shared.metrics.queue_size.set(0.0);
+                continue;
             }
             let batch = next_batch(&mut queue.items, shared.limits);
-            shared.metrics.queue_size.store(queue.items.len() as i64, Relaxed);
+            shared.metrics.queue_size.set(queue.items.len() as f64);
             batch
         };
         let start = Instant::now();
@@ -152,16 +176,13 @@ fn worker(shared: &Shared, model: &Model, pooling: Option<PoolingMode>) {
         let inference = start.elapsed();
         let m = &shared.metrics;
         let tokens: usize = batch.iter().map(|i| i.input.ids.len()).sum();
-        m.batch_size.observe(batch.len() as f64);
-        m.batch_tokens.observe(tokens as f64);
-        m.inputs.fetch_add(batch.len() as u64, Relaxed);
-        m.tokens.fetch_add(tokens as u64, Relaxed);
+        m.batch_size.record(batch.len() as f64);
+        m.batch_tokens.record(tokens as f64);
+        m.tokens.increment(tokens as u64);
         match result {
             Ok(outputs) => {
                 for (item, output) in batch.into_iter().zip(outputs) {
                     let timing = Timing { queue: start.duration_since(item.enqueued), inference };
-                    m.queue_duration.observe_duration(timing.queue);
-                    m.inference_duration.observe_duration(inference);
                     let _ = item.reply.send(Ok((output, timing)));
                 }
             }

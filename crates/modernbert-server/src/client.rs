@@ -48,9 +48,21 @@ impl Connection {
 
     /// Sends one request and reads its response.
     pub fn request(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<Response> {
+        self.request_with(method, path, &[], body)
+    }
+
+    /// Sends one request with extra headers and reads its response.
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Response> {
         let body = body.unwrap_or_default();
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
             self.addr,
             body.len()
         );
@@ -122,6 +134,17 @@ fn read_chunked(r: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
 /// One request on a fresh connection.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> std::io::Result<Response> {
     Connection::open(addr)?.request(method, path, body)
+}
+
+/// One request with extra headers on a fresh connection.
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Response> {
+    Connection::open(addr)?.request_with(method, path, headers, body)
 }
 
 /// `GET path` on a fresh connection.

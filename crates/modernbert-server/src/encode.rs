@@ -104,13 +104,8 @@ impl Encoder {
                         Err(ApiError::empty(format!("input {i} is empty")))
                     }
                     _ if truncate => prepare(Some(cut)).map_err(|e| input_error(i, e)),
-                    // Without `truncate`, an input over the model's maximum is refused (413). The
-                    // library says so with a plain input error; it is told apart from other input
-                    // errors by preparing the input again, cut: only the length differed if that works.
-                    _ => prepare(None).map_err(|e| match (&e, prepare(Some(cut))) {
-                        (modernbert::Error::Input(_), Ok(_)) => self.too_long(i),
-                        _ => input_error(i, e),
-                    }),
+                    // Without `truncate`, an input over the model's maximum is refused (413).
+                    _ => prepare(None).map_err(|e| input_error(i, e)),
                 }
             })
             .collect()
@@ -207,6 +202,9 @@ fn message(e: modernbert::Error) -> String {
 /// A library error while preparing input `index`: the client's (422) unless it is internal.
 fn input_error(index: usize, e: modernbert::Error) -> ApiError {
     match e {
+        modernbert::Error::TooLong { tokens, max } => ApiError::validation(format!(
+            "input {index} has {tokens} tokens, more than the model's maximum of {max}; send \"truncate\": true to cut it"
+        )),
         modernbert::Error::Input(m) => ApiError::invalid(format!("input {index}: {m}")),
         modernbert::Error::Tokenizer(m) => ApiError::tokenizer(format!("input {index}: {m}")),
         other => ApiError::backend(format!("input {index}: {other}")),

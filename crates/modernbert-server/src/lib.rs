@@ -18,9 +18,11 @@
 
 pub mod batcher;
 pub mod client;
+pub mod conn;
 pub mod encode;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 pub mod types;
@@ -52,15 +54,29 @@ pub fn parse_pooling(name: &str) -> Result<PoolingMode, String> {
     })
 }
 
-/// Options of `modernbert serve` (defaults as in TEI).
+/// Parses a duration: seconds (`10`, `0.5`, `10s`) or milliseconds (`500ms`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, scale) = match s.strip_suffix("ms") {
+        Some(n) => (n, 1e-3),
+        None => (s.strip_suffix('s').unwrap_or(s), 1.0),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(Duration::from_secs_f64(v * scale)),
+        _ => Err(format!("{s:?} is not a positive duration (seconds, e.g. 10 or 0.5, or 500ms)")),
+    }
+}
+
+/// Options of `modernbert serve` (defaults as in TEI unless said otherwise).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Model directory (config.json, model.safetensors, tokenizer.json) or Hugging Face Hub id.
     /// Not a flag: the `modernbert serve` command fills it in (with its default model).
     #[arg(skip)]
     pub model: String,
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0")]
+    /// Address to listen on. The default serves this machine only; `0.0.0.0` (or `::`) serves
+    /// every interface (then consider --api-key).
+    #[arg(long, default_value = "127.0.0.1")]
     pub hostname: String,
     /// Port to listen on (0 picks a free one).
     #[arg(long, short, default_value_t = 3000)]
@@ -74,8 +90,9 @@ pub struct ServeArgs {
     /// Inference requests served at once; more are answered 429.
     #[arg(long, default_value_t = 512)]
     pub max_concurrent_requests: usize,
-    /// Most inputs in one request; more are answered 413.
-    #[arg(long, default_value_t = 32)]
+    /// Most inputs in one request; more are answered 413. The default is OpenAI's own limit, so
+    /// that OpenAI clients (LangChain sends 1000 inputs per request) work unchanged (TEI: 32).
+    #[arg(long, default_value_t = 2048)]
     pub max_client_batch_size: usize,
     /// Largest request body in bytes; larger ones are answered 413.
     #[arg(long, default_value_t = 2_000_000)]
@@ -97,6 +114,29 @@ pub struct ServeArgs {
     /// Arithmetic of the encoder's linear layers: f32 (exact), bf16 or int8 (faster, approximate).
     #[arg(long, default_value = "f32")]
     pub precision: modernbert::Precision,
+    /// Require `Authorization: Bearer <KEY>` on every route but /health, /ping, GET /, /metrics,
+    /// /docs and /openapi.json (401 otherwise).
+    #[arg(long, env = "MODERNBERT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Origins allowed to call the server from a browser (CORS), comma-separated or repeated;
+    /// `*` for any. Default: none (no CORS headers).
+    #[arg(long, value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+    /// Most time to receive a request's headers, from their first byte (or from connecting);
+    /// the connection is closed after it. Seconds, or e.g. 500ms.
+    #[arg(long, default_value = "10", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Most time to receive a request's body once its headers arrived; 408 after it.
+    #[arg(long, default_value = "30", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+    /// Most time an idle keep-alive connection waits for its next request before it is closed
+    /// (above the 60 s idle timeout of common load balancers).
+    #[arg(long, default_value = "75", value_parser = parse_duration)]
+    pub keep_alive_timeout: Duration,
+    /// On SIGTERM/Ctrl-C, most time open requests may take to finish; then they are answered
+    /// 503 and the process exits (below Kubernetes' default 30 s grace period).
+    #[arg(long, default_value = "20", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -109,13 +149,19 @@ impl ServeArgs {
             max_batch_tokens: 16384,
             max_batch_requests: None,
             max_concurrent_requests: 512,
-            max_client_batch_size: 32,
+            max_client_batch_size: 2048,
             payload_limit: 2_000_000,
             auto_truncate: false,
             pooling: None,
             model_workers: 1,
             served_model_name: None,
             precision: modernbert::Precision::F32,
+            api_key: None,
+            cors_allow_origin: Vec::new(),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            keep_alive_timeout: Duration::from_secs(75),
+            shutdown_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -127,6 +173,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    if args.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        anyhow::bail!("the API key (--api-key or MODERNBERT_API_KEY) is empty");
+    }
     let state = Arc::new(AppState::new(args));
     let app = routes::router(state.clone());
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
@@ -148,7 +197,7 @@ pub async fn serve(
                     ready.info["model_type"],
                 );
                 let _ = loader.ready.set(Arc::new(ready));
-                loader.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                loader.metrics.ready.set(1.0);
             }
             Ok(Err(e)) => {
                 let _ = failed_tx.send(e.context(format!("loading {model}")));
@@ -158,27 +207,42 @@ pub async fn serve(
             }
         }
     });
-    let (stop_tx, stop_rx) = oneshot::channel::<Option<anyhow::Error>>();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = shutdown => {
-                tracing::info!("shutting down: finishing in-flight requests");
-                let _ = stop_tx.send(None);
-            }
-            Ok(e) = failed_rx => { let _ = stop_tx.send(Some(e)); }
+    // Histogram samples are drained into buckets here too, so memory stays bounded unscraped.
+    let upkeep = state.clone();
+    let upkeep = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.metrics.upkeep();
         }
     });
-    let (error_tx, error_rx) = oneshot::channel();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let error = stop_rx.await.ok().flatten();
-            let _ = error_tx.send(error);
-        })
-        .await
-        .context("HTTP server failed")?;
-    // Every connection is closed, so no request waits on the model any more.
+    let (error_tx, error_rx) = oneshot::channel::<Option<anyhow::Error>>();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => {
+                tracing::info!("shutting down: finishing open requests");
+                let _ = error_tx.send(None);
+            }
+            Ok(e) = failed_rx => { let _ = error_tx.send(Some(e)); }
+        }
+    };
+    let args = &state.args;
+    let timeouts = conn::Timeouts {
+        header: args.header_read_timeout,
+        idle: args.keep_alive_timeout,
+        shutdown: args.shutdown_timeout,
+    };
+    let aborted = conn::serve_connections(listener, app, state.clone(), timeouts, stop).await;
+    upkeep.abort();
+    if aborted {
+        tracing::warn!("stopped at the shutdown deadline");
+    }
+    // No request waits on the model any more: fail what is still queued (inputs of requests
+    // that are gone), let the model threads end; a batch still running after a second is left
+    // to the process exit.
     if let Some(ready) = state.ready.get().cloned() {
-        tokio::task::spawn_blocking(move || ready.batcher.shutdown()).await?;
+        ready.batcher.abort();
+        let join = tokio::task::spawn_blocking(move || ready.batcher.shutdown());
+        let _ = tokio::time::timeout(Duration::from_secs(1), join).await;
     }
     match error_rx.await {
         Ok(Some(e)) => Err(e),
@@ -217,7 +281,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         eprintln!("modernbert serve: listening on http://{} (loading {})", listener.local_addr()?, args.model);
         serve(args, listener, shutdown_signal()).await
     });
-    runtime.shutdown_timeout(Duration::from_secs(2));
+    runtime.shutdown_timeout(Duration::from_millis(500));
     if result.is_ok() {
         eprintln!("modernbert serve: stopped");
     }
@@ -247,7 +311,7 @@ pub fn spawn(args: ServeArgs) -> Result<ServerHandle> {
             })
             .await
         });
-        runtime.shutdown_timeout(Duration::from_secs(2));
+        runtime.shutdown_timeout(Duration::from_millis(500));
         result
     })?;
     Ok(ServerHandle { addr, stop: Some(stop), thread: Some(thread) })
@@ -336,5 +400,51 @@ mod tests {
         assert_eq!(Cli::try_parse_from(["serve"]).unwrap().serve.pooling, None);
         let err = Cli::try_parse_from(["serve", "--pooling", "splade"]).err().unwrap().to_string();
         assert!(err.contains("unknown pooling"), "{err}");
+
+        // Serving on all interfaces is a choice; the timeouts have defaults.
+        let defaults = Cli::try_parse_from(["serve"]).unwrap().serve;
+        assert_eq!(defaults.hostname, "127.0.0.1");
+        assert_eq!(defaults.max_client_batch_size, 2048);
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.shutdown_timeout, Duration::from_secs(20));
+        assert!(defaults.cors_allow_origin.is_empty());
+        let cli = Cli::try_parse_from([
+            "serve",
+            "--cors-allow-origin",
+            "https://a.example,https://b.example",
+            "--header-read-timeout",
+            "500ms",
+            "--api-key",
+            "k",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.cors_allow_origin, ["https://a.example", "https://b.example"]);
+        assert_eq!(cli.serve.header_read_timeout, Duration::from_millis(500));
+        assert_eq!(cli.serve.api_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn api_key_from_the_environment() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        // SAFETY: no other test of this binary reads or writes this variable.
+        unsafe { std::env::set_var("MODERNBERT_API_KEY", "from-env") };
+        let cli = Cli::try_parse_from(["serve"]).unwrap();
+        unsafe { std::env::remove_var("MODERNBERT_API_KEY") };
+        assert_eq!(cli.serve.api_key.as_deref(), Some("from-env"));
+        let help = Cli::try_parse_from(["serve", "--help"]).err().unwrap().to_string();
+        assert!(help.contains("MODERNBERT_API_KEY") && !help.contains("from-env"), "{help}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("0.5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("0").is_err() && parse_duration("soon").is_err());
     }
 }

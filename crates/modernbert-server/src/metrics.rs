@@ -1,171 +1,232 @@
-//! Prometheus metrics, kept in atomics and rendered as text exposition format (version 0.0.4).
+//! Prometheus metrics through the `metrics` crate and `metrics-exporter-prometheus` (the
+//! recorder TEI uses), with TEI's names, labels and buckets so that existing dashboards work:
+//! `te_request_count{method}`, `te_request_success{method}`, `te_request_failure{err}`,
+//! `te_request_{,tokenization_,queue_,inference_}duration`, `te_embed_*`/`te_predict_*`,
+//! `te_batch_next_size`, `te_batch_next_tokens`, `te_request_input_length`, `te_queue_size`.
+//! Ours besides: `te_in_flight_requests`, `te_ready`, `te_tokens_total`,
+//! `modernbert_http_requests_total{route,status}`, `process_resident_memory_bytes`.
 //!
-//! Names follow TEI's (`te_*`) where a TEI metric means the same thing, so existing dashboards
-//! keep working; durations are in seconds.
+//! Each server has its own recorder (not the process-global one), so that several servers in
+//! one process (the tests) keep separate numbers; handles are registered on it directly.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::time::Duration;
 
-const TIME_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-const COUNT_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
-const TOKEN_BUCKETS: &[f64] =
-    &[16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0, 65536.0];
+const META: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
-/// A cumulative histogram with fixed upper bounds.
-pub struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<AtomicU64>,
-    sum_bits: AtomicU64,
-    count: AtomicU64,
+/// What a request computes, for TEI's per-input `te_embed_*` / `te_predict_*` metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Embeddings, token vectors, similarity, ColBERT MaxSim.
+    Embed,
+    /// Classifier logits (`/predict`, cross-encoder `/rerank`).
+    Predict,
 }
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_bits: AtomicU64::new(0),
-            count: AtomicU64::new(0),
+impl Task {
+    fn prefix(self) -> &'static str {
+        match self {
+            Task::Embed => "te_embed",
+            Task::Predict => "te_predict",
         }
-    }
-
-    /// Records one value.
-    pub fn observe(&self, v: f64) {
-        if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
-            self.counts[i].fetch_add(1, Relaxed);
-        }
-        self.count.fetch_add(1, Relaxed);
-        let _ = self.sum_bits.fetch_update(Relaxed, Relaxed, |bits| Some((f64::from_bits(bits) + v).to_bits()));
-    }
-
-    /// Records a duration in seconds.
-    pub fn observe_duration(&self, d: Duration) {
-        self.observe(d.as_secs_f64());
-    }
-
-    /// Number of values recorded.
-    pub fn count(&self) -> u64 {
-        self.count.load(Relaxed)
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            cumulative += c.load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", f64::from_bits(self.sum_bits.load(Relaxed)));
-        let _ = writeln!(out, "{name}_count {count}");
     }
 }
 
-/// Every metric the server exports.
+/// Every metric the server exports, on one recorder.
 pub struct Metrics {
-    /// HTTP answers by (route, status).
-    http: Mutex<BTreeMap<(String, u16), u64>>,
-    /// Time from arrival to answer of successful inference requests.
-    pub request_duration: Histogram,
-    pub tokenization_duration: Histogram,
-    /// Time inputs waited in the queue before their batch started.
-    pub queue_duration: Histogram,
-    /// Time of the forward pass that served an input.
-    pub inference_duration: Histogram,
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// Sequences waiting for the model.
+    pub queue_size: Gauge,
+    /// Requests being served (holding an admission permit).
+    pub in_flight: Gauge,
+    /// 1 once the model is loaded and warmed up.
+    pub ready: Gauge,
+    rss: Gauge,
     /// Sequences per model batch.
     pub batch_size: Histogram,
     /// Tokens per model batch.
     pub batch_tokens: Histogram,
     /// Tokens per input.
     pub input_length: Histogram,
-    /// Inputs (sequences) run through the model.
-    pub inputs: AtomicU64,
     /// Tokens run through the model.
-    pub tokens: AtomicU64,
-    /// Sequences waiting for the model.
-    pub queue_size: AtomicI64,
-    /// Inference requests being served.
-    pub in_flight: AtomicI64,
-    /// Model loaded and warmed up.
-    pub ready: AtomicBool,
+    pub tokens: Counter,
+}
+
+/// TEI's buckets (router/src/prometheus.rs): durations 1.5^k·10 µs (35), powers of two for lengths.
+fn builder() -> PrometheusBuilder {
+    let mut value = 0.00001;
+    let durations: Vec<f64> = (0..35)
+        .map(|_| {
+            value *= 1.5;
+            value
+        })
+        .collect();
+    let powers = |n: i32| (0..n).map(|x| 2f64.powi(x)).collect::<Vec<_>>();
+    let set = |b: PrometheusBuilder, m: Matcher, v: &[f64]| b.set_buckets_for_metric(m, v).expect("buckets are not empty");
+    let b = PrometheusBuilder::new();
+    let b = set(b, Matcher::Suffix("duration".into()), &durations);
+    let b = set(b, Matcher::Full("te_request_input_length".into()), &powers(14));
+    let b = set(b, Matcher::Full("te_batch_next_size".into()), &powers(13));
+    set(b, Matcher::Full("te_batch_next_tokens".into()), &powers(21))
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
-            http: Mutex::new(BTreeMap::new()),
-            request_duration: Histogram::new(TIME_BUCKETS),
-            tokenization_duration: Histogram::new(TIME_BUCKETS),
-            queue_duration: Histogram::new(TIME_BUCKETS),
-            inference_duration: Histogram::new(TIME_BUCKETS),
-            batch_size: Histogram::new(COUNT_BUCKETS),
-            batch_tokens: Histogram::new(TOKEN_BUCKETS),
-            input_length: Histogram::new(TOKEN_BUCKETS),
-            inputs: AtomicU64::new(0),
-            tokens: AtomicU64::new(0),
-            queue_size: AtomicI64::new(0),
-            in_flight: AtomicI64::new(0),
-            ready: AtomicBool::new(false),
+        let recorder = builder().build_recorder();
+        let handle = recorder.handle();
+        let describe = |name: &'static str, unit: Option<Unit>, help: &'static str| {
+            // Every metric kind shares one description table.
+            recorder.describe_counter(name.into(), unit, help.into());
+        };
+        for (name, help) in [
+            ("te_request_count", "Requests received (after parsing), by method: single or batch input."),
+            ("te_request_success", "Requests answered with 200, by method."),
+            ("te_request_failure", "Requests answered with an error, by err."),
+            ("te_request_duration", "Request time, arrival to answer, in seconds."),
+            ("te_request_tokenization_duration", "Tokenization time per request, in seconds."),
+            ("te_request_queue_duration", "Longest time an input of the request waited for its batch, in seconds."),
+            ("te_request_inference_duration", "Forward-pass time of the request's slowest batch, in seconds."),
+            ("te_embed_count", "Inputs queued for an embedding."),
+            ("te_predict_count", "Inputs queued for classifier logits."),
+            ("te_batch_next_size", "Sequences per model batch."),
+            ("te_batch_next_tokens", "Tokens per model batch."),
+            ("te_request_input_length", "Tokens per input."),
+            ("te_queue_size", "Sequences waiting for the model."),
+            ("te_in_flight_requests", "Requests being served."),
+            ("te_ready", "1 once the model is loaded and warmed up."),
+            ("te_tokens_total", "Tokens run through the model."),
+            ("modernbert_http_requests_total", "HTTP answers by route and status."),
+            ("process_resident_memory_bytes", "Resident memory of the server process."),
+        ] {
+            describe(name, None, help);
         }
+        let gauge = |name: &'static str| recorder.register_gauge(&Key::from_static_name(name), &META);
+        let histogram = |name: &'static str| recorder.register_histogram(&Key::from_static_name(name), &META);
+        let metrics = Self {
+            queue_size: gauge("te_queue_size"),
+            in_flight: gauge("te_in_flight_requests"),
+            ready: gauge("te_ready"),
+            rss: gauge("process_resident_memory_bytes"),
+            batch_size: histogram("te_batch_next_size"),
+            batch_tokens: histogram("te_batch_next_tokens"),
+            input_length: histogram("te_request_input_length"),
+            tokens: recorder.register_counter(&Key::from_static_name("te_tokens_total"), &META),
+            recorder,
+            handle,
+        };
+        metrics.queue_size.set(0.0);
+        metrics.in_flight.set(0.0);
+        metrics.ready.set(0.0);
+        metrics
     }
 }
 
 impl Metrics {
+    /// A counter with labels (registered on first use).
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, v.to_string())).collect();
+        self.recorder.register_counter(&Key::from_parts(name, labels), &META)
+    }
+
+    /// A histogram without labels.
+    pub fn histogram(&self, name: &'static str) -> Histogram {
+        self.recorder.register_histogram(&Key::from_static_name(name), &META)
+    }
+
     /// Counts one HTTP answer.
     pub fn count_response(&self, route: &str, status: u16) {
-        let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        *http.entry((route.to_string(), status)).or_default() += 1;
+        self.counter("modernbert_http_requests_total", &[("route", route), ("status", &status.to_string())])
+            .increment(1);
+    }
+
+    /// TEI's `te_request_count{method}`: a request with one input (`single`) or a list (`batch`).
+    pub fn request_received(&self, single: bool) {
+        self.counter("te_request_count", &[("method", method(single))]).increment(1);
+    }
+
+    /// TEI's `te_request_failure{err}`.
+    pub fn request_failed(&self, err: &str) {
+        self.counter("te_request_failure", &[("err", err)]).increment(1);
+    }
+
+    /// `n` × TEI's `te_request_failure{err}`.
+    pub fn request_failed_n(&self, err: &str, n: usize) {
+        self.counter("te_request_failure", &[("err", err)]).increment(n as u64);
+    }
+
+    /// TEI's `te_embed_count` / `te_predict_count`: inputs queued for the model.
+    pub fn inputs_queued(&self, task: Task, n: usize) {
+        let name = match task {
+            Task::Embed => "te_embed_count",
+            Task::Predict => "te_predict_count",
+        };
+        self.counter(name, &[]).increment(n as u64);
+    }
+
+    /// A successful request: `te_request_success{method}`, the `te_request_*duration` histograms
+    /// and TEI's per-input `te_{embed,predict}_success` and `_*duration` (the request's times).
+    pub fn request_succeeded(&self, single: bool, task: Task, inputs: usize, times: [Duration; 4]) {
+        self.counter("te_request_success", &[("method", method(single))]).increment(1);
+        let [total, tokenization, queue, inference] = times.map(|d| d.as_secs_f64());
+        for (name, v) in [
+            ("te_request_duration", total),
+            ("te_request_tokenization_duration", tokenization),
+            ("te_request_queue_duration", queue),
+            ("te_request_inference_duration", inference),
+        ] {
+            self.histogram(name).record(v);
+        }
+        let p = task.prefix();
+        self.counter(leak_name(p, "_success"), &[]).increment(inputs as u64);
+        for (suffix, v) in [
+            ("_duration", total),
+            ("_tokenization_duration", tokenization),
+            ("_queue_duration", queue),
+            ("_inference_duration", inference),
+        ] {
+            self.histogram(leak_name(p, suffix)).record_many(v, inputs);
+        }
+    }
+
+    /// Runs the recorder's housekeeping (drains histogram samples); call every few seconds so
+    /// that memory stays bounded when nobody scrapes `/metrics`.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(8192);
-        out.push_str("# HELP modernbert_http_requests_total HTTP answers by route and status.\n");
-        out.push_str("# TYPE modernbert_http_requests_total counter\n");
-        for ((route, status), n) in self.http.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let route = route.replace('\\', "\\\\").replace('"', "\\\"");
-            let _ = writeln!(out, "modernbert_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        if let Some(rss) = rss_bytes() {
+            self.rss.set(rss as f64);
         }
-        let gauges: [(&str, &str, &str, i64); 6] = [
-            (
-                "te_request_success",
-                "counter",
-                "Inference requests answered with 200.",
-                self.request_duration.count() as i64,
-            ),
-            ("te_embed_count", "counter", "Inputs run through the model.", self.inputs.load(Relaxed) as i64),
-            ("te_tokens_total", "counter", "Tokens run through the model.", self.tokens.load(Relaxed) as i64),
-            ("te_queue_size", "gauge", "Sequences waiting for the model.", self.queue_size.load(Relaxed)),
-            ("te_in_flight_requests", "gauge", "Inference requests being served.", self.in_flight.load(Relaxed)),
-            ("te_ready", "gauge", "1 once the model is loaded and warmed up.", self.ready.load(Relaxed) as i64),
-        ];
-        for (name, kind, help, v) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP process_resident_memory_bytes Resident memory of the server process.\n\
-             # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
-            rss_bytes().unwrap_or(0)
-        );
-        let histograms = [
-            (&self.request_duration, "te_request_duration", "Inference request time, arrival to answer (s)."),
-            (&self.tokenization_duration, "te_request_tokenization_duration", "Tokenization time per request (s)."),
-            (&self.queue_duration, "te_request_queue_duration", "Time an input waited for its batch (s)."),
-            (&self.inference_duration, "te_request_inference_duration", "Forward-pass time of an input's batch (s)."),
-            (&self.batch_size, "te_batch_next_size", "Sequences per model batch."),
-            (&self.batch_tokens, "te_batch_next_tokens", "Tokens per model batch."),
-            (&self.input_length, "te_request_input_length", "Tokens per input."),
-        ];
-        for (h, name, help) in histograms {
-            h.render(&mut out, name, help);
-        }
-        out
+        self.handle.render()
+    }
+}
+
+fn method(single: bool) -> &'static str {
+    if single {
+        "single"
+    } else {
+        "batch"
+    }
+}
+
+/// `te_embed` + `_success` etc. as `&'static str` (a fixed set of names).
+fn leak_name(prefix: &'static str, suffix: &'static str) -> &'static str {
+    match (prefix, suffix) {
+        ("te_embed", "_success") => "te_embed_success",
+        ("te_embed", "_duration") => "te_embed_duration",
+        ("te_embed", "_tokenization_duration") => "te_embed_tokenization_duration",
+        ("te_embed", "_queue_duration") => "te_embed_queue_duration",
+        ("te_embed", "_inference_duration") => "te_embed_inference_duration",
+        ("te_predict", "_success") => "te_predict_success",
+        ("te_predict", "_duration") => "te_predict_duration",
+        ("te_predict", "_tokenization_duration") => "te_predict_tokenization_duration",
+        ("te_predict", "_queue_duration") => "te_predict_queue_duration",
+        ("te_predict", "_inference_duration") => "te_predict_inference_duration",
+        _ => unreachable!("unknown metric name {prefix}{suffix}"),
     }
 }
 
@@ -181,15 +242,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_is_cumulative() {
+    fn tei_names_labels_and_buckets() {
         let m = Metrics::default();
-        m.batch_size.observe(3.0);
-        m.batch_size.observe(100.0);
+        m.batch_size.record(3.0);
+        m.batch_size.record(100.0);
         m.count_response("/embed", 200);
+        m.request_received(true);
+        m.request_failed("batch_size");
+        let ms = Duration::from_millis(1);
+        m.request_succeeded(false, Task::Embed, 2, [ms * 30, ms, ms * 4, ms * 20]);
         let text = m.render();
-        assert!(text.contains("te_batch_next_size_bucket{le=\"4\"} 1"), "{text}");
-        assert!(text.contains("te_batch_next_size_bucket{le=\"128\"} 2"));
-        assert!(text.contains("te_batch_next_size_sum 103"));
-        assert!(text.contains("modernbert_http_requests_total{route=\"/embed\",status=\"200\"} 1"));
+        for needle in [
+            "te_batch_next_size_bucket{le=\"4\"} 1",
+            "te_batch_next_size_bucket{le=\"128\"} 2",
+            "te_batch_next_size_sum 103",
+            "modernbert_http_requests_total{route=\"/embed\",status=\"200\"} 1",
+            "te_request_count{method=\"single\"} 1",
+            "te_request_failure{err=\"batch_size\"} 1",
+            "te_request_success{method=\"batch\"} 1",
+            "te_request_duration_count 1",
+            "te_request_inference_duration_bucket",
+            "te_embed_success 2",
+            "te_embed_queue_duration_count 2",
+            "# TYPE te_request_duration histogram",
+            "te_queue_size 0",
+            "te_ready 0",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
     }
 }

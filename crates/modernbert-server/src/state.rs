@@ -4,19 +4,17 @@
 use crate::batcher::{Batcher, Limits, Output, PoolingMode, Prepared, Timing, Want};
 use crate::encode::{Encoder, Sequence};
 use crate::error::{ApiError, ErrorKind};
+use crate::conn::Shutdown;
 use crate::metrics::Metrics;
 use crate::types::{EncodeOptions, Input};
 use crate::ServeArgs;
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use modernbert::embedding::Module;
 use modernbert::formats::Format;
-use modernbert::pipelines::EmbedOptions;
 use modernbert::{Head, Model};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -64,12 +62,14 @@ pub struct AppState {
     pub args: ServeArgs,
     /// Set once the model is loaded and warmed up.
     pub ready: OnceLock<Arc<Ready>>,
-    /// One permit per inference request in flight.
+    /// One permit per request in flight (every POST route, taken before the body is read).
     pub permits: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
+    /// Set when the shutdown deadline passes.
+    pub shutdown: Shutdown,
 }
 
-/// Holds an inference request's concurrency permit; counts it in `te_in_flight_requests`.
+/// Holds a request's concurrency permit; counts it in `te_in_flight_requests`.
 pub struct InFlight {
     _permit: OwnedSemaphorePermit,
     metrics: Arc<Metrics>,
@@ -77,7 +77,7 @@ pub struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.metrics.in_flight.fetch_sub(1, Relaxed);
+        self.metrics.in_flight.decrement(1.0);
     }
 }
 
@@ -98,7 +98,13 @@ impl AppState {
     /// State for `args`, before the model is loaded.
     pub fn new(args: ServeArgs) -> Self {
         let permits = Arc::new(Semaphore::new(args.max_concurrent_requests.max(1)));
-        Self { args, ready: OnceLock::new(), permits, metrics: Arc::new(Metrics::default()) }
+        Self {
+            args,
+            ready: OnceLock::new(),
+            permits,
+            metrics: Arc::new(Metrics::default()),
+            shutdown: Shutdown::default(),
+        }
     }
 
     /// The model, or 503 while it loads.
@@ -106,27 +112,36 @@ impl AppState {
         self.ready.get().ok_or_else(|| ApiError::new(ErrorKind::Unhealthy, "the model is still loading"))
     }
 
-    /// Admits an inference request: 503 before the model is ready, 429 over `--max-concurrent-requests`.
-    pub fn admit(&self) -> Result<(Arc<Ready>, InFlight), ApiError> {
-        let ready = self.ready()?.clone();
+    /// Admits a request: 429 over `--max-concurrent-requests`. Taken by the router for every
+    /// POST route before the body is read, so at most that many bodies are in memory.
+    pub fn admit(&self) -> Result<InFlight, ApiError> {
         let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
             ApiError::new(
                 ErrorKind::Overloaded,
-                format!("model is overloaded: {} requests in flight", self.args.max_concurrent_requests),
+                format!(
+                    "model is overloaded: {} requests in flight (--max-concurrent-requests); retry later",
+                    self.args.max_concurrent_requests
+                ),
             )
         })?;
-        self.metrics.in_flight.fetch_add(1, Relaxed);
-        Ok((ready, InFlight { _permit: permit, metrics: self.metrics.clone() }))
+        self.metrics.in_flight.increment(1.0);
+        Ok(InFlight { _permit: permit, metrics: self.metrics.clone() })
     }
 
-    /// Refuses an empty list (422) or one longer than `--max-client-batch-size` (413).
+    /// Refuses an empty list (422) or one longer than `--max-client-batch-size` (413, with the
+    /// limit in the message: clients such as LangChain must be told to send smaller batches).
     pub fn check_batch(&self, len: usize, what: &str) -> Result<(), ApiError> {
         if len == 0 {
             return Err(ApiError::empty(format!("`{what}` cannot be empty")));
         }
         let max = self.args.max_client_batch_size;
         if len > max {
-            return Err(ApiError::validation(format!("batch size {len} > maximum allowed batch size {max}")));
+            return Err(ApiError::validation(format!(
+                "batch size {len} > maximum allowed batch size {max}: this server takes at most {max} inputs \
+                 per request (--max-client-batch-size); send smaller batches (e.g. LangChain's \
+                 OpenAIEmbeddings(chunk_size={max}))"
+            ))
+            .failure("batch_size"));
         }
         Ok(())
     }
@@ -195,8 +210,7 @@ impl AppState {
             ModelKind::Classifier | ModelKind::TokenClassifier => json!({ "classifier": classifier() }),
             ModelKind::Embedding | ModelKind::Colbert => json!({ "embedding": { "pooling": pooling } }),
         };
-        // What `/embed` returns by default: the library's finish (the model's own Matryoshka cut).
-        let embedding_dimension = model.finish(vec![0.0; model.dimension()], &EmbedOptions::default()).len();
+        let embedding_dimension = model.output_dimension();
         let cfg = &model.config;
         json!({
             "model_id": args.served_model_name.clone().unwrap_or_else(|| args.model.clone()),
@@ -229,28 +243,24 @@ impl AppState {
 /// pooling modes (joined with `+` when several are concatenated), else `mean`; `none` for ColBERT
 /// (one vector per token).
 fn pooling_name(model: &Model, pooling: Option<PoolingMode>) -> String {
-    let modes: Vec<&str> = match (&model.format, pooling) {
-        (Format::Colbert(_), _) => vec!["none"],
-        (_, Some(p)) => vec![p.name()],
-        (Format::SentenceTransformer(st), None) => st
-            .chain
-            .modules
-            .iter()
-            .flat_map(|m| match m {
-                Module::Pooling { modes, .. } => modes.iter().map(|p| p.name()).collect(),
-                _ => Vec::new(),
-            })
-            .collect(),
-        _ => vec![PoolingMode::Mean.name()],
-    };
-    modes.join("+")
+    let modes = model.pooling_names(pooling);
+    if modes.is_empty() {
+        "none".into()
+    } else {
+        modes.join("+")
+    }
 }
 
 impl Ready {
-    /// Tokenises on the blocking pool (never on the async runtime or the model thread).
+    /// Tokenises: short requests in place (tens of microseconds, less than the hand-off to
+    /// another thread), longer ones on the blocking pool (never on the model thread).
     pub async fn encode(&self, sequences: Vec<Sequence>, options: EncodeOptions) -> Result<Encoded, ApiError> {
-        let encoder = self.encoder.clone();
         let start = Instant::now();
+        if text_bytes(&sequences) <= INLINE_TOKENIZE_BYTES {
+            let prepared = self.encoder.encode_all(&sequences, &options)?;
+            return Ok(Encoded { prepared, tokenization: start.elapsed() });
+        }
+        let encoder = self.encoder.clone();
         let prepared = tokio::task::spawn_blocking(move || encoder.encode_all(&sequences, &options))
             .await
             .map_err(|e| ApiError::backend(format!("tokenization task failed: {e}")))??;
@@ -275,6 +285,21 @@ impl Ready {
     }
 }
 
+/// Requests with at most this much text are tokenised on the async thread that serves them.
+const INLINE_TOKENIZE_BYTES: usize = 2048;
+
+/// Bytes of text (4 per token id) in `sequences`.
+fn text_bytes(sequences: &[Sequence]) -> usize {
+    sequences
+        .iter()
+        .map(|s| match s {
+            Sequence::Input(Input::Text(t)) | Sequence::Query(t) => t.len(),
+            Sequence::Input(Input::Ids(ids)) => ids.len() * 4,
+            Sequence::Pair(a, b) => a.len() + b.len(),
+        })
+        .sum()
+}
+
 /// A JSON request body: any content type, size limited by `--payload-limit` (413), malformed
 /// JSON or wrong field types answered with 422 and the parser's message.
 pub struct JsonBody<T>(pub T);
@@ -283,16 +308,22 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::validation(format!(
-                    "request body is larger than the limit of {} bytes",
-                    state.args.payload_limit
-                ))
-            } else {
-                ApiError::invalid(e.body_text())
-            }
-        })?;
+        let timeout = state.args.body_read_timeout;
+        let bytes = tokio::time::timeout(timeout, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| {
+                ApiError::new(ErrorKind::Timeout, format!("the request body did not arrive within {timeout:?}"))
+            })?
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::validation(format!(
+                        "request body is larger than the limit of {} bytes (--payload-limit)",
+                        state.args.payload_limit
+                    ))
+                } else {
+                    ApiError::invalid(e.body_text())
+                }
+            })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))

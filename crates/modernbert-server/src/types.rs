@@ -6,6 +6,7 @@
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// One model input: text, or token ids used exactly as given (no [CLS]/[SEP] added).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,8 +119,12 @@ impl<'de> Deserialize<'de> for PredictInputs {
     }
 }
 
-/// Which end of an over-long input `truncate` cuts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+fn direction_or_null<'de, D: Deserializer<'de>>(d: D) -> Result<Direction, D::Error> {
+    Ok(Option::<Direction>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Which end of an over-long input `truncate` cuts (case-insensitive).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ToSchema)]
 pub enum Direction {
     Left,
     #[default]
@@ -138,11 +143,13 @@ impl<'de> Deserialize<'de> for Direction {
 }
 
 /// How inputs are cut and prefixed before they reach the model.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct EncodeOptions {
     /// Cut inputs longer than the model's maximum instead of refusing them (default: `--auto-truncate`).
     pub truncate: Option<bool>,
-    #[serde(default)]
+    /// Which end `truncate` cuts (`null` is the default, `Right`).
+    #[serde(default, deserialize_with = "direction_or_null")]
+    #[schema(value_type = Option<Direction>)]
     pub truncation_direction: Direction,
     /// A prompt of the model by name (`prompts` in `config_sentence_transformers.json`),
     /// resolved by the library: without it the model's `default_prompt_name` applies.
@@ -154,10 +161,14 @@ fn yes() -> bool {
 }
 
 /// `POST /embed`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"inputs": ["What is Deep Learning?", "Paris"]}))]
 pub struct EmbedRequest {
+    #[schema(value_type = InputsSchema)]
     pub inputs: Inputs,
+    /// L2-normalise (default true).
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub normalize: bool,
     /// Keep the first `dimensions` components (Matryoshka; default: the model's saved
     /// `truncate_dim`), then L2-normalise when `normalize`.
@@ -167,16 +178,20 @@ pub struct EmbedRequest {
 }
 
 /// `POST /embed_all`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"inputs": ["What is Deep Learning?"]}))]
 pub struct EmbedAllRequest {
+    #[schema(value_type = InputsSchema)]
     pub inputs: Inputs,
     #[serde(flatten)]
     pub options: EncodeOptions,
 }
 
 /// `POST /predict`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"inputs": "I like you."}))]
 pub struct PredictRequest {
+    #[schema(value_type = PredictInputsSchema)]
     pub inputs: PredictInputs,
     /// Logits instead of probabilities.
     #[serde(default)]
@@ -186,7 +201,8 @@ pub struct PredictRequest {
 }
 
 /// `POST /rerank`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"query": "What is Deep Learning?", "texts": ["Deep learning is...", "Paris"]}))]
 pub struct RerankRequest {
     pub query: String,
     pub texts: Vec<String>,
@@ -199,22 +215,25 @@ pub struct RerankRequest {
 }
 
 /// `POST /similarity` (the Hugging Face sentence-similarity task shape).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"inputs": {"source_sentence": "a cat", "sentences": ["a kitten", "a car"]}}))]
 pub struct SimilarityRequest {
     pub inputs: SimilarityInput,
     pub parameters: Option<EncodeOptions>,
 }
 
 /// The sentences of a similarity request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SimilarityInput {
     pub source_sentence: String,
     pub sentences: Vec<String>,
 }
 
 /// `POST /tokenize`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"inputs": "Hello World!"}))]
 pub struct TokenizeRequest {
+    #[schema(value_type = InputsSchema)]
     pub inputs: Inputs,
     #[serde(default = "yes")]
     pub add_special_tokens: bool,
@@ -245,15 +264,17 @@ impl<'de> Deserialize<'de> for IdLists {
 }
 
 /// `POST /decode`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"ids": [50281, 12092, 3645, 2, 50282]}))]
 pub struct DecodeRequest {
+    #[schema(value_type = IdListsSchema)]
     pub ids: IdLists,
     #[serde(default = "yes")]
     pub skip_special_tokens: bool,
 }
 
 /// `encoding_format` of `/v1/embeddings`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EncodingFormat {
     #[default]
@@ -263,8 +284,10 @@ pub enum EncodingFormat {
 }
 
 /// `POST /v1/embeddings` (OpenAI).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"input": ["hello"], "model": "modernbert"}))]
 pub struct OpenAiRequest {
+    #[schema(value_type = InputsSchema)]
     pub input: Inputs,
     /// Accepted and echoed; the server has one model.
     pub model: Option<String>,
@@ -278,14 +301,14 @@ pub struct OpenAiRequest {
 }
 
 /// One class of a `/predict` answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Prediction {
     pub score: f32,
     pub label: String,
 }
 
 /// One text of a `/rerank` answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Rank {
     pub index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,13 +317,48 @@ pub struct Rank {
 }
 
 /// One token of a `/tokenize` answer; `start`/`stop` are byte offsets into the text.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SimpleToken {
     pub id: u32,
     pub text: String,
     pub special: bool,
     pub start: Option<usize>,
     pub stop: Option<usize>,
+}
+
+/// `inputs`: a string, a list of token ids, or a list of strings or token-id lists (for the API
+/// description; parsed by [`Inputs`]).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum InputsSchema {
+    Text(String),
+    Ids(Vec<u32>),
+    Batch(Vec<InputSchema>),
+}
+
+/// One input: text, or token ids used as given.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum InputSchema {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+/// `/predict` inputs: a string, a pair `[a, b]`, or a batch `[[a], [a, b], ...]`.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum PredictInputsSchema {
+    Text(String),
+    Pair(Vec<String>),
+    Batch(Vec<Vec<String>>),
+}
+
+/// `/decode` ids: a list of token ids or a list of such lists.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum IdListsSchema {
+    Ids(Vec<u32>),
+    Batch(Vec<Vec<u32>>),
 }
 
 #[cfg(test)]

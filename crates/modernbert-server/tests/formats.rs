@@ -240,7 +240,12 @@ fn colbert_models_are_served_as_pylate_computes_them() {
         // One vector per input does not exist for ColBERT: a clear error, not a wrong answer.
         assert_error(&post(&server, "/embed", json!({ "inputs": "x" })), 424, "backend", "/embed_all");
         let r = post(&server, "/v1/embeddings", json!({ "input": "x" }));
-        assert_eq!((r.status, r.json()["type"].as_str()), (424, Some("backend")), "{}", r.text());
+        assert_eq!((r.status, r.json()["error"]["type"].as_str()), (424, Some("backend")), "{}", r.text());
+        // POST / on a ColBERT model: /rerank with a query, else /embed_all.
+        let root = ok(post(&server, "/", json!({ "query": "x", "texts": ["y", "z"] })));
+        assert_eq!(root.as_array().map(Vec::len), Some(2));
+        let root = ok(post(&server, "/", json!({ "inputs": ["y"] })));
+        assert_eq!(root, ok(post(&server, "/embed_all", json!({ "inputs": ["y"] }))));
         eprintln!("{name}: document vectors max |diff| {vectors_worst:.2e}, MaxSim {scores_worst:.2e}");
     }
 }

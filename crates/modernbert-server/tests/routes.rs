@@ -123,7 +123,8 @@ fn embed_options_dimensions_truncation_ids_and_openai() {
     let by_ids = ok(post(&server, "/v1/embeddings", json!({ "input": ids })));
     assert_close(&floats(&by_ids["data"][0]["embedding"]), &unit_full, 1e-5);
     let e = post(&server, "/v1/embeddings", json!({ "input": [] }));
-    assert_eq!((e.status, e.json()["type"].as_str(), e.json()["code"].as_u64()), (422, Some("empty"), Some(422)));
+    let error = &e.json()["error"];
+    assert_eq!((e.status, error["type"].as_str(), error["code"].as_u64()), (422, Some("empty"), Some(422)));
 }
 
 #[test]
@@ -146,11 +147,53 @@ fn embed_all_similarity_info_health_metrics() {
     assert_eq!(info["format"], "transformers");
     assert_eq!((info["hidden_size"].as_u64(), info["embedding_dimension"].as_u64()), (Some(32), Some(32)));
     assert_eq!(info["max_input_length"], 8192);
-    assert_eq!(info["max_client_batch_size"], 32);
+    assert_eq!(info["max_client_batch_size"], 2048);
     assert_eq!(client::get(server.addr(), "/health").unwrap().status, 200);
     let m = client::get(server.addr(), "/metrics").unwrap();
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
     assert!(m.text().contains("te_ready 1"));
+
+    // TEI's metric names and labels after a single request, a batch and a failure.
+    ok(post(&server, "/embed", json!({ "inputs": "one" })));
+    assert_eq!(post(&server, "/embed", json!({ "inputs": [] })).status, 422);
+    let text = client::get(server.addr(), "/metrics").unwrap().text();
+    for needle in [
+        "te_request_count{method=\"single\"} 1",
+        "te_request_count{method=\"batch\"}",
+        "te_request_success{method=\"single\"} 1",
+        "te_request_success{method=\"batch\"}",
+        "te_request_failure{err=\"validation\"} 1",
+        "te_request_duration_bucket{le=",
+        "te_request_tokenization_duration_count",
+        "te_request_queue_duration_sum",
+        "te_request_inference_duration_count",
+        "te_batch_next_size_bucket{le=\"1\"}",
+        "te_batch_next_tokens_count",
+        "te_request_input_length_count",
+        "te_embed_count",
+        "te_embed_success",
+        "te_embed_duration_count",
+        "te_queue_size 0",
+        "te_in_flight_requests 0",
+        "modernbert_http_requests_total{route=\"/embed\",status=\"422\"} 1",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from /metrics:\n{text}");
+    }
+
+    // POST / (huggingface_hub's InferenceClient(model=URL)): /embed for an embedding model, and
+    // /similarity when `inputs` is a sentence-similarity object; GET / is the health check.
+    let by_root = ok(post(&server, "/", json!({ "inputs": "hello world", "normalize": false })));
+    let by_embed = ok(post(&server, "/embed", json!({ "inputs": "hello world", "normalize": false })));
+    assert_eq!(by_root, by_embed);
+    assert_eq!(ok(post(&server, "/invocations", json!({ "inputs": ["hello world"], "normalize": false }))), by_embed);
+    let sim = json!({ "inputs": { "source_sentence": "a cat", "sentences": ["a cat", "a car"] }, "parameters": {} });
+    assert_eq!(ok(post(&server, "/", sim.clone())), ok(post(&server, "/similarity", sim)));
+    // huggingface_hub's feature_extraction sends its options at the root, null ones included.
+    let hub = json!({ "inputs": "hello world", "normalize": false, "truncate": null, "truncation_direction": null });
+    assert_eq!(ok(post(&server, "/", hub)), by_embed);
+    assert_eq!(client::get(server.addr(), "/").unwrap().status, 200);
+    assert_error(&post(&server, "/", json!({ "query": "q" })), 422, "validation", "missing field `inputs`");
 }
 
 #[test]
@@ -251,6 +294,10 @@ fn predict_single_pair_and_batch() {
     assert_error(&post(&server, "/rerank", json!({ "query": "q", "texts": ["t"] })), 424, "backend", "3 labels");
     let info = ok(client::get(server.addr(), "/info").unwrap());
     assert_eq!(info["model_type"]["classifier"]["id2label"]["2"], "positive");
+    // POST / on a classifier is /predict (huggingface_hub's text_classification; its
+    // `parameters` are accepted and ignored, as TEI does).
+    let hub = json!({ "inputs": "good movie", "parameters": { "top_k": 1 } });
+    assert_eq!(ok(post(&server, "/", hub)), single);
 }
 
 #[test]
@@ -289,6 +336,10 @@ fn rerank_sorts_cross_encoder_scores() {
     // /predict also serves a cross-encoder (sigmoid score).
     let p = ok(post(&server, "/predict", json!({ "inputs": ["Where is Paris?", texts[0]] })));
     assert_eq!(p.as_array().unwrap().len(), 1);
+    // POST / on a reranker is /rerank (TEI's dispatch).
+    let body = json!({ "query": "Where is Paris?", "texts": texts, "raw_scores": true });
+    assert_eq!(ok(post(&server, "/", body)), raw);
+    assert_error(&post(&server, "/", json!({ "inputs": "x" })), 422, "validation", "missing field `query`");
 }
 
 #[test]
