@@ -88,8 +88,10 @@ pub fn in_chunks<T, R: serde::Serialize>(
     let bar = if items.len() > CHUNK && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = indicatif::ProgressBar::new(items.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} inputs ETA {eta}")
-                .expect("valid template"),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} inputs ETA {eta}",
+            )
+            .expect("valid template"),
         );
         Some(bar)
     } else {

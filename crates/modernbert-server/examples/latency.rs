@@ -31,12 +31,7 @@ struct Options {
 }
 
 fn parse() -> Result<Options> {
-    let mut o = Options {
-        model: String::new(),
-        precisions: vec!["f32".into()],
-        tokens: vec![4, 32, 128],
-        reps: 30,
-    };
+    let mut o = Options { model: String::new(), precisions: vec!["f32".into()], tokens: vec![4, 32, 128], reps: 30 };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || args.next().with_context(|| format!("{a} needs a value"));
@@ -135,7 +130,8 @@ fn linear_layers(t: usize, hidden: usize, intermediate: usize, layers: usize, re
         .iter()
         .map(|l| l.iter().map(|w| w.flatten_all()?.to_vec1::<f32>()).collect())
         .collect::<candle_core::Result<_>>()?;
-    let xs: Vec<Tensor> = shapes.iter().map(|&(_, i)| Tensor::randn(0f32, 1.0, (t, i), &dev)).collect::<candle_core::Result<_>>()?;
+    let xs: Vec<Tensor> =
+        shapes.iter().map(|&(_, i)| Tensor::randn(0f32, 1.0, (t, i), &dev)).collect::<candle_core::Result<_>>()?;
     let xv: Vec<Vec<f32>> = xs.iter().map(|x| x.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?;
     let (mut candle, mut streaming) = (Vec::new(), Vec::new());
     for _ in 0..reps {

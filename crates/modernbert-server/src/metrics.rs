@@ -64,7 +64,8 @@ fn builder() -> PrometheusBuilder {
         })
         .collect();
     let powers = |n: i32| (0..n).map(|x| 2f64.powi(x)).collect::<Vec<_>>();
-    let set = |b: PrometheusBuilder, m: Matcher, v: &[f64]| b.set_buckets_for_metric(m, v).expect("buckets are not empty");
+    let set =
+        |b: PrometheusBuilder, m: Matcher, v: &[f64]| b.set_buckets_for_metric(m, v).expect("buckets are not empty");
     let b = PrometheusBuilder::new();
     let b = set(b, Matcher::Suffix("duration".into()), &durations);
     let b = set(b, Matcher::Full("te_request_input_length".into()), &powers(14));

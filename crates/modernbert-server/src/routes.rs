@@ -129,7 +129,11 @@ async fn authorize(State(state): St, req: Request, next: Next) -> Response {
     }
     let error = ApiError::new(
         ErrorKind::Unauthorized,
-        if given.is_some() { "wrong API key" } else { "this server needs an API key: send Authorization: Bearer <key>" },
+        if given.is_some() {
+            "wrong API key"
+        } else {
+            "this server needs an API key: send Authorization: Bearer <key>"
+        },
     );
     refuse(&state, req, error).await
 }
@@ -569,7 +573,8 @@ async fn rerank_request(state: &AppState, req: RerankRequest) -> AppResult {
         .map(|(index, score)| Rank { index, text: req.return_text.then(|| req.texts[index].clone()), score })
         .collect();
     ranks.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let estimate = json_estimate(ranks.len() * 3) + ranks.iter().filter_map(|r| r.text.as_ref()).map(String::len).sum::<usize>();
+    let estimate =
+        json_estimate(ranks.len() * 3) + ranks.iter().filter_map(|r| r.text.as_ref()).map(String::len).sum::<usize>();
     respond(state, ranks, estimate, meta).await
 }
 

@@ -2,9 +2,9 @@
 //! steps every inference route shares: tokenize on the blocking pool, then queue for the model.
 
 use crate::batcher::{Batcher, Limits, Output, PoolingMode, Prepared, Timing, Want};
+use crate::conn::Shutdown;
 use crate::encode::{Encoder, Sequence};
 use crate::error::{ApiError, ErrorKind};
-use crate::conn::Shutdown;
 use crate::metrics::Metrics;
 use crate::types::{EncodeOptions, Input};
 use crate::ServeArgs;
