@@ -51,28 +51,47 @@ def embed_dataset(
 ):
     """`ds` (a Ray Dataset with a `text` column) plus an `embedding` column.
 
-    `actors` model replicas run at once, each with `threads` inference threads and `num_cpus=threads`
+    `actors` model replicas run at once (a fixed actor pool), each with `threads` inference threads and `num_cpus=threads`
     reserved; `batch_size` texts go to each `encode` call. `encode_kwargs` are `Model.encode`'s
     (`prompt_name`, `prompt`, `normalize_embeddings`, `truncate_dim`, `is_query`).
     """
+    import ray
+
     return ds.map_batches(
         Embedder,
         fn_constructor_kwargs=dict(model=model, threads=threads, precision=precision, **encode_kwargs),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=actors,
+        # `actors` replicas (Ray < 2.51: `concurrency=actors`), each reserving `threads` CPUs.
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=threads,
     )
+
+
+# Reading and writing tasks reserve no CPU: the actors hold `actors * threads` CPUs for the whole
+# run, and a read or write task that waited for a free CPU would wait for ever when that is all of
+# them (e.g. `ray.init(num_cpus=2)` with 2 one-thread actors).
+IO_CPUS = 0
 
 
 def read(path: str):
     import ray
 
     if path.endswith((".jsonl", ".json")):
-        return ray.data.read_json(path)
+        return ray.data.read_json(path, num_cpus=IO_CPUS)
     if path.endswith(".parquet"):
-        return ray.data.read_parquet(path)
-    return ray.data.read_text(path)
+        return ray.data.read_parquet(path, num_cpus=IO_CPUS)
+    return ray.data.read_text(path, num_cpus=IO_CPUS)
+
+
+def start_local_ray(num_cpus: int) -> None:
+    """A Ray on this machine only: bound to 127.0.0.1, no dashboard, no usage reporting."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1")
 
 
 def main() -> None:
@@ -89,12 +108,12 @@ def main() -> None:
     p.add_argument("--address", default=None, help="Ray cluster address ('auto'); default: a local Ray")
     args = p.parse_args()
 
-    import ray
-
     if args.address:
+        import ray
+
         ray.init(address=args.address)
     else:
-        ray.init(num_cpus=args.actors * args.threads)
+        start_local_ray(args.actors * args.threads)
     kwargs = {"normalize_embeddings": args.normalize}
     if args.prompt_name:
         kwargs["prompt_name"] = args.prompt_name
@@ -107,7 +126,7 @@ def main() -> None:
         precision=args.precision,
         **kwargs,
     )
-    ds.write_parquet(args.output)
+    ds.write_parquet(args.output, ray_remote_args={"num_cpus": IO_CPUS})
     print(f"wrote {args.output}")
 
 

@@ -14,19 +14,20 @@ text (one text per line). Output: Parquet with the input columns plus `embedding
 exists there (or a Hugging Face Hub id); `--batch-size` sets the Arrow batch (texts per encode call).
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import sys
 from typing import Any, Iterator, Optional
+
+# At module level, not inside embed_udf: Spark reads the UDF's type hints (Iterator[pd.Series]) to
+# pick the iterator-of-Series flavour, and resolves them in this module's globals.
+import pandas as pd
 
 
 def embed_udf(model: Optional[str] = None, threads: int = 1, precision: str = "f32", **encode_kwargs: Any):
     """A `pandas_udf` (`array<float>`) that embeds a string column: `df.withColumn("embedding",
     embed_udf(...)("text"))`. `encode_kwargs` are `Model.encode`'s (`prompt_name`, `prompt`,
     `normalize_embeddings`, `truncate_dim`, `is_query`)."""
-    import pandas as pd
     from pyspark.sql.functions import pandas_udf
     from pyspark.sql.types import ArrayType, FloatType
 
@@ -47,6 +48,8 @@ def session(master: str = "local[2]", threads: int = 1, batch_size: int = 256, a
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # stay on this machine
     return (
         SparkSession.builder.master(master)
         .appName(app)
@@ -74,6 +77,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="inference threads (= spark.task.cpus) per task")
     p.add_argument("--batch-size", type=int, default=256, help="texts per Arrow batch / encode call")
     p.add_argument("--precision", default="f32", choices=["f32", "bf16", "int8"])
+    p.add_argument("--partitions", type=int, default=None, help="repartition the input into this many tasks")
     p.add_argument("--prompt-name", default=None)
     p.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
     args = p.parse_args()
@@ -84,6 +88,8 @@ def main() -> None:
         kwargs["prompt_name"] = args.prompt_name
     udf = embed_udf(args.model, threads=args.threads, precision=args.precision, **kwargs)
     df = read(spark, args.input)
+    if args.partitions:
+        df = df.repartition(args.partitions)
     df.withColumn("embedding", udf("text")).write.mode("overwrite").parquet(args.output)
     print(f"wrote {args.output}")
     spark.stop()

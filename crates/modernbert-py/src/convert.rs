@@ -9,23 +9,25 @@ use serde_json::Value;
 
 /// A library error as the Python exception that fits, with the library's one-line message:
 /// a missing file `FileNotFoundError`, other I/O and Hub failures `OSError`, a tensor failure
-/// `RuntimeError`, everything about the caller's input or the model's files `ValueError`.
+/// `RuntimeError`, everything else (the caller's input, the model's files) `ValueError`.
 pub fn py_err(e: Error) -> PyErr {
     let msg = e.to_string();
     match e {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
         Error::Io { .. } | Error::Hub(_) => PyOSError::new_err(msg),
         Error::Tensor(_) => PyRuntimeError::new_err(msg),
-        Error::Input(_) | Error::Config { .. } | Error::Weights(_) | Error::Tokenizer(_) => PyValueError::new_err(msg),
+        // Input, TooLong, Config, Weights, Tokenizer (and any variant added later).
+        _ => PyValueError::new_err(msg),
     }
 }
 
 /// [`py_err`] for an error about input `i`: the message names it, as the CLI's does.
 pub fn py_err_at(i: usize, e: Error) -> PyErr {
     match e {
-        Error::Input(m) => PyValueError::new_err(format!("input {i}: {m}")),
+        Error::Io { .. } | Error::Hub(_) | Error::Tensor(_) => py_err(e),
         Error::Tokenizer(m) => PyValueError::new_err(format!("tokenizer: input {i}: {m}")),
-        other => py_err(other),
+        // Input, TooLong, ...: about this input.
+        other => PyValueError::new_err(format!("input {i}: {other}")),
     }
 }
 

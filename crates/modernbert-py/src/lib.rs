@@ -254,13 +254,14 @@ impl PyModel {
     /// Same as :meth:`Model.load` (``Model("dir")`` reads like ``SentenceTransformer("dir")``).
     #[new]
     #[pyo3(signature = (path_or_hub_id=None, precision="f32", threads=None))]
-    fn new(py: Python<'_>, path_or_hub_id: Option<String>, precision: &str, threads: Option<usize>) -> PyResult<Self> {
+    fn new(py: Python<'_>, path_or_hub_id: Option<PathBuf>, precision: &str, threads: Option<usize>) -> PyResult<Self> {
         let precision: Precision = precision.parse().map_err(py_err)?;
         if threads == Some(0) {
             return Err(PyValueError::new_err("threads must be at least 1 (or None for all cores)"));
         }
         let spec = match path_or_hub_id {
-            Some(s) => s,
+            // A local path is kept absolute (for pickling), a Hub id as it is.
+            Some(p) => std::fs::canonicalize(&p).unwrap_or(p).to_string_lossy().into_owned(),
             None => default_model().ok_or_else(|| {
                 PyValueError::new_err(
                     "no model given: pass a model directory or a Hugging Face Hub id (or set $MODERNBERT_MODEL)",
@@ -284,14 +285,20 @@ impl PyModel {
         Ok(Self { model: Arc::new(model), pool, threads, precision, spec, max_len: AtomicUsize::new(0) })
     }
 
-    /// Loads a model directory or Hugging Face Hub id (default: the model this repository ships).
+    /// Loads a model directory (``str`` or ``os.PathLike``) or Hugging Face Hub id (default: the
+    /// model this repository ships).
     ///
     /// ``precision``: ``"f32"`` (exact), ``"bf16"`` or ``"int8"`` (faster, approximate).
     /// ``threads``: inference threads of this model (its own pool); ``None`` = all cores
     /// (rayon's global pool, sized by ``RAYON_NUM_THREADS`` when set).
     #[staticmethod]
     #[pyo3(signature = (path_or_hub_id=None, precision="f32", threads=None))]
-    fn load(py: Python<'_>, path_or_hub_id: Option<String>, precision: &str, threads: Option<usize>) -> PyResult<Self> {
+    fn load(
+        py: Python<'_>,
+        path_or_hub_id: Option<PathBuf>,
+        precision: &str,
+        threads: Option<usize>,
+    ) -> PyResult<Self> {
         Self::new(py, path_or_hub_id, precision, threads)
     }
 

@@ -1,3 +1,4 @@
+import os
 from typing import Any, Iterable, Literal, Optional, Sequence, Union, overload
 
 import numpy as np
@@ -10,13 +11,13 @@ Texts = Union[str, Iterable[str]]
 class Model:
     def __init__(
         self,
-        path_or_hub_id: Optional[str] = None,
+        path_or_hub_id: Union[str, os.PathLike[str], None] = None,
         precision: Literal["f32", "bf16", "int8"] = "f32",
         threads: Optional[int] = None,
     ) -> None: ...
     @staticmethod
     def load(
-        path_or_hub_id: Optional[str] = None,
+        path_or_hub_id: Union[str, os.PathLike[str], None] = None,
         precision: Literal["f32", "bf16", "int8"] = "f32",
         threads: Optional[int] = None,
     ) -> "Model": ...
