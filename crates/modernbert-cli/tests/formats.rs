@@ -148,3 +148,75 @@ fn rerank_needs_a_reranking_model() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("reranking needs a cross-encoder or a ColBERT model"), "{err}");
 }
+
+/// The server on the same fixture, ready.
+fn serve(dir: &Path) -> modernbert_server::ServerHandle {
+    let server = modernbert_server::spawn(modernbert_server::ServeArgs::for_model(&dir.display().to_string())).unwrap();
+    server.wait_ready(std::time::Duration::from_secs(60)).unwrap();
+    server
+}
+
+fn post(server: &modernbert_server::ServerHandle, path: &str, body: Value) -> Value {
+    let response = modernbert_server::client::post_json(server.addr(), path, &body).unwrap();
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    response.json()
+}
+
+/// One model, two front ends: `embed`/`rerank` on the command line and `/embed`, `/embed_all`,
+/// `/rerank` over HTTP give bit-identical numbers for every fixture (both run the library's pipeline).
+#[test]
+fn cli_and_server_give_identical_outputs() {
+    let texts = ["hello world", "A longer sentence about Paris, the capital of France."];
+    let args = |dir: &Path, head: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+        a.extend(["--model".into(), dir.display().to_string()]);
+        a
+    };
+    for dir in kind_dirs("bi-encoder") {
+        let server = serve(&dir);
+        let mut a = args(&dir, &["embed", "--no-normalize"]);
+        a.push("--".into());
+        a.extend(texts.iter().map(|t| t.to_string()));
+        let served = post(&server, "/embed", serde_json::json!({"inputs": texts, "normalize": false}));
+        for (line, vector) in cli(&a).iter().zip(served.as_array().unwrap()) {
+            assert_eq!(floats(&line["embedding"]), floats(vector), "{}", dir.display());
+        }
+        server.shutdown().unwrap();
+    }
+    for dir in kind_dirs("cross-encoder").into_iter().filter(|d| expected(d)["num_labels"] == 1) {
+        let server = serve(&dir);
+        let mut a = args(&dir, &["rerank", "--raw-scores", "--query", "where is Paris?"]);
+        a.push("--".into());
+        a.extend(texts.iter().map(|t| t.to_string()));
+        let served = post(
+            &server,
+            "/rerank",
+            serde_json::json!({"query": "where is Paris?", "texts": texts, "raw_scores": true}),
+        );
+        let lines = cli(&a);
+        assert_eq!(lines.len(), texts.len());
+        for (line, hit) in lines.iter().zip(served.as_array().unwrap()) {
+            assert_eq!(line["index"], hit["index"], "{}", dir.display());
+            assert_eq!(
+                line["score"].as_f64().unwrap() as f32,
+                hit["score"].as_f64().unwrap() as f32,
+                "{}",
+                dir.display()
+            );
+        }
+        server.shutdown().unwrap();
+    }
+    for dir in kind_dirs("colbert") {
+        let server = serve(&dir);
+        let mut a = args(&dir, &["embed", "--input-type", "document"]);
+        a.push("--".into());
+        a.extend(texts.iter().map(|t| t.to_string()));
+        let served = post(&server, "/embed_all", serde_json::json!({"inputs": texts}));
+        for (line, tokens) in cli(&a).iter().zip(served.as_array().unwrap()) {
+            let got: Vec<Vec<f32>> = line["token_embeddings"].as_array().unwrap().iter().map(floats).collect();
+            let want: Vec<Vec<f32>> = tokens.as_array().unwrap().iter().map(floats).collect();
+            assert_eq!(got, want, "{}", dir.display());
+        }
+        server.shutdown().unwrap();
+    }
+}
