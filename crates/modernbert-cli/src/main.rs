@@ -18,7 +18,6 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use modernbert::embedding::PoolingMode;
 use modernbert::pipelines::{EmbedOptions, Output, Want};
-use modernbert::tasks::Embedding;
 use modernbert::Model;
 use serde::Serialize;
 use serde_json::json;
@@ -91,6 +90,20 @@ enum Command {
         /// ColBERT models: embed the texts as queries or as documents.
         #[arg(long, value_enum, default_value_t = InputType::Document)]
         input_type: InputType,
+        /// Embed only part I (0-based) of N: the input's texts split into N contiguous ranges
+        /// whose sizes differ by at most one, in order (for array jobs: SLURM, Kubernetes indexed
+        /// Jobs). Each output line then carries `"index"`, the text's position in the whole
+        /// input (blank lines skipped); the parts' outputs concatenated in order of I are the
+        /// unsharded output.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<input::Shard>,
+        /// Write the JSON lines to FILE instead of stdout, resumably: if FILE exists, its complete
+        /// lines are kept, a partial last line (an interrupted write) is dropped, and only the
+        /// remaining texts are embedded. Remove FILE to start over.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Read texts from a file (`-` for stdin): JSONL strings or {"text": ...} objects, or
+        /// plain text lines; blank lines are skipped.
         #[arg(long)]
         input: Option<PathBuf>,
         texts: Vec<String>,
@@ -199,10 +212,44 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(chunk.iter().zip(results).map(|(text, masks)| json!({ "text": text, "masks": masks })).collect())
             })?;
         }
-        Command::Embed { model, pooling, no_normalize, prompt_name, prompt, dimensions, input_type, input, texts } => {
-            let texts = input::texts(input.as_deref(), texts)?;
+        Command::Embed {
+            model,
+            pooling,
+            no_normalize,
+            prompt_name,
+            prompt,
+            dimensions,
+            input_type,
+            shard,
+            output,
+            input,
+            texts,
+        } => {
+            let (texts, first, total) = input::texts_of_shard(input.as_deref(), texts, shard)?;
+            let (mut sink, done): (Box<dyn Write>, usize) = match &output {
+                Some(path) => {
+                    let (file, done) = input::resume(path, first, texts.len(), shard.is_some())?;
+                    (Box::new(file), done)
+                }
+                None => (Box::new(out), 0),
+            };
+            // With --output, one line on stderr says where the file stands (job logs).
+            let report = |what: &str| {
+                if let Some(path) = &output {
+                    let part = shard.map_or(String::new(), |s| format!(", shard {}/{}", s.index, s.count));
+                    let range = format!("texts {}..{} of {total}{part}", first, first + texts.len());
+                    eprintln!("{}: {what} ({range})", path.display());
+                }
+            };
+            if done == texts.len() {
+                report("already complete");
+                return Ok(());
+            }
+            if done > 0 {
+                report(&format!("resuming after {done} of {} lines", texts.len()));
+            }
             let m = load(&model)?;
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let token_states = pooling.as_deref() == Some("none");
             let opts = EmbedOptions {
                 prompt_name,
                 prompt,
@@ -217,25 +264,36 @@ fn run(cli: Cli) -> Result<()> {
                     })?),
                 },
             };
-            if pooling.as_deref() == Some("none") {
-                let prepared = refs.iter().map(|t| m.prepare(t, &opts)).collect::<modernbert::Result<Vec<_>>>()?;
-                let inputs: Vec<_> = prepared.iter().map(|p| (p, Want::TokenStates)).collect();
-                for o in m.run(&inputs, None)? {
-                    if let Output::Vectors(v) = o {
-                        emit(&mut out, &json!({ "embedding": v }))?;
+            let want = if token_states { Want::TokenStates } else { Want::Embedding };
+            let refs: Vec<&str> = texts[done..].iter().map(String::as_str).collect();
+            // The index of the next text in the whole input (errors name it, shards print it).
+            let mut next = first + done;
+            input::in_chunks(&refs, &mut sink, |chunk| {
+                let prepared = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(j, t)| m.prepare(t, &opts).map_err(|e| at_input(next + j, e)))
+                    .collect::<Result<Vec<_>>>()?;
+                let inputs: Vec<_> = prepared.iter().map(|p| (p, want)).collect();
+                let mut lines: Vec<serde_json::Value> = m
+                    .run(&inputs, opts.pooling)?
+                    .into_iter()
+                    .map(|o| match o {
+                        Output::Vector(v) => json!({ "embedding": m.finish(v, &opts) }),
+                        Output::Vectors(v) if token_states => json!({ "embedding": v }),
+                        Output::Vectors(v) => json!({ "token_embeddings": v }),
+                        Output::Logits(l) => json!({ "embedding": l }),
+                    })
+                    .collect();
+                if shard.is_some() {
+                    for (j, line) in lines.iter_mut().enumerate() {
+                        line["index"] = json!(next + j);
                     }
                 }
-            } else {
-                input::in_chunks(&refs, &mut out, |chunk| {
-                    Ok(m.embed(chunk, &opts)?
-                        .into_iter()
-                        .map(|e| match e {
-                            Embedding::Pooled(v) => json!({ "embedding": v }),
-                            Embedding::Tokens(v) => json!({ "token_embeddings": v }),
-                        })
-                        .collect())
-                })?;
-            }
+                next += chunk.len();
+                Ok(lines)
+            })?;
+            report("complete");
         }
         Command::Rerank { model, query, raw_scores, input, documents } => {
             let documents = input::texts(input.as_deref(), documents)?;
@@ -310,6 +368,20 @@ const NO_MODEL: &str = "no --model given (a model directory or a Hugging Face Hu
 /// The model used when `--model` is not given (see [`modernbert::hub::default_model`]).
 fn default_model() -> Option<String> {
     modernbert::hub::default_model()
+}
+
+/// A library error about the `i`-th text of the whole input, named as the library names an
+/// input of one call (`input 3: empty text`).
+fn at_input(i: usize, e: modernbert::Error) -> anyhow::Error {
+    use modernbert::Error;
+    match e {
+        Error::TooLong { tokens, max } => anyhow::anyhow!(
+            "input {i} has {tokens} tokens, more than the model's maximum of {max}; truncate it (--max-length)"
+        ),
+        Error::Input(m) => anyhow::anyhow!("input {i}: {m}"),
+        Error::Tokenizer(m) => anyhow::anyhow!("tokenizer: input {i}: {m}"),
+        other => other.into(),
+    }
 }
 
 fn emit(out: &mut impl Write, value: &impl Serialize) -> Result<()> {
