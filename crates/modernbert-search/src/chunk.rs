@@ -330,7 +330,7 @@ impl FileLines<'_> {
         loop {
             let mut e = s;
             let mut t = self.tokens[s] as usize + 1;
-            while e < b && e + 1 - s < window && t + self.tokens[e + 1] as usize + 1 <= budget {
+            while e < b && e + 1 - s < window && t + (self.tokens[e + 1] as usize) < budget {
                 e += 1;
                 t += self.tokens[e] as usize + 1;
             }

@@ -217,7 +217,9 @@ pub fn index(opts: &IndexOptions) -> Result<IndexSummary> {
     let prev_hash: HashMap<String, String> =
         prev.as_ref().map(|p| p.files.iter().map(|f| (f.path.clone(), f.hash.clone())).collect()).unwrap_or_default();
     let max_bytes = opts.walk.max_file_bytes;
-    let read: Vec<(String, Result<(String, String), Skip>)> = found
+    // (path, (text, content hash) or why it was skipped)
+    type Read = (String, Result<(String, String), Skip>);
+    let read: Vec<Read> = found
         .par_iter()
         .map(|f| {
             let r = read_text(&f.abs, max_bytes).map(|text| {

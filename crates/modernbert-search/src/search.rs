@@ -168,6 +168,32 @@ impl Searcher {
         Ok(e)
     }
 
+    /// Embeds queries with `model` when it is the index's model (same fingerprint), so that a
+    /// server which already loaded it does not load it twice. Returns whether it was taken (not
+    /// when another model, or when the query embedder is already loaded).
+    pub fn share_model(&self, model: Arc<Model>) -> Result<bool> {
+        if self.embedder.get().is_some() {
+            return Ok(false);
+        }
+        let snap = self.snapshot()?;
+        let recorded = &snap.manifest.model;
+        if crate::embedder::fingerprint(model.dir())? != recorded.fingerprint {
+            return Ok(false);
+        }
+        let _guard = self.embedder_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.embedder.get().is_some() {
+            return Ok(false);
+        }
+        let embedder = Embedder::from_model(model, &recorded.spec)?;
+        check_model(&self.dir, &snap, &embedder)?;
+        Ok(self.embedder.set(Arc::new(embedder)).is_ok())
+    }
+
+    /// The directory of the index.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn reranker(&self) -> Result<Option<Arc<Model>>> {
         let Some(spec) = &self.options.rerank else { return Ok(None) };
         if let Some(m) = self.reranker.get() {

@@ -14,6 +14,8 @@ use serde_json::json;
 /// layer's own (401, 404, 405, 408).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// A malformed request to a route that is not TEI's (`POST /search`): 400.
+    BadRequest,
     /// The request is well-formed but breaks a limit (client batch size, input length, body size): 413.
     Validation,
     /// Malformed JSON or wrong field types: 422.
@@ -42,6 +44,7 @@ impl ErrorKind {
     /// The HTTP status of this kind.
     pub fn status(self) -> StatusCode {
         match self {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
             ErrorKind::Validation => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Invalid | ErrorKind::Tokenizer | ErrorKind::Empty => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
@@ -57,8 +60,7 @@ impl ErrorKind {
     /// The `error_type` string (TEI's lowercase names).
     pub fn name(self) -> &'static str {
         match self {
-            ErrorKind::Validation => "validation",
-            ErrorKind::Invalid => "validation",
+            ErrorKind::BadRequest | ErrorKind::Validation | ErrorKind::Invalid => "validation",
             ErrorKind::Tokenizer => "tokenizer",
             ErrorKind::Empty => "empty",
             ErrorKind::Overloaded => "overloaded",
@@ -74,7 +76,7 @@ impl ErrorKind {
     /// The `err` label of TEI's `te_request_failure` counter.
     pub fn failure_label(self) -> &'static str {
         match self {
-            ErrorKind::Validation | ErrorKind::Invalid | ErrorKind::Empty => "validation",
+            ErrorKind::BadRequest | ErrorKind::Validation | ErrorKind::Invalid | ErrorKind::Empty => "validation",
             ErrorKind::Tokenizer => "tokenization",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Backend => "inference",
@@ -103,6 +105,11 @@ impl ApiError {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self { kind, message: message.into(), openai: false, failure: None }
+    }
+
+    /// 400: a malformed request (`POST /search`).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, message)
     }
 
     /// 413: a limit was exceeded.

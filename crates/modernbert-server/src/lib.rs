@@ -24,6 +24,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
+pub mod search;
 pub mod state;
 pub mod types;
 
@@ -137,6 +138,10 @@ pub struct ServeArgs {
     /// 503 and the process exits (below Kubernetes' default 30 s grace period).
     #[arg(long, default_value = "20", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Also serve code search over this index (built by `modernbert index PATH --index DIR`):
+    /// `POST /search` (the JSON of `modernbert search --json`) and a search page at `GET /search`.
+    #[arg(long, value_name = "DIR")]
+    pub index: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -162,6 +167,7 @@ impl ServeArgs {
             body_read_timeout: Duration::from_secs(30),
             keep_alive_timeout: Duration::from_secs(75),
             shutdown_timeout: Duration::from_secs(20),
+            index: None,
         }
     }
 }
@@ -176,7 +182,10 @@ pub async fn serve(
     if args.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
         anyhow::bail!("the API key (--api-key or MODERNBERT_API_KEY) is empty");
     }
-    let state = Arc::new(AppState::new(args));
+    let search = search::SearchState::open(&args)?;
+    let mut state = AppState::new(args);
+    state.search = search;
+    let state = Arc::new(state);
     let app = routes::router(state.clone());
     let (failed_tx, failed_rx) = oneshot::channel::<anyhow::Error>();
     let loader = state.clone();
@@ -185,8 +194,13 @@ pub async fn serve(
         let model = loader.args.model.clone();
         tracing::info!(model, "loading model");
         let state = loader.clone();
-        match tokio::task::spawn_blocking(move || state.load()).await {
-            Ok(Ok(ready)) => {
+        let load = move || {
+            let ready = state.load()?;
+            let index = state.search.prepare(&ready)?;
+            Ok::<_, anyhow::Error>((ready, index))
+        };
+        match tokio::task::spawn_blocking(load).await {
+            Ok(Ok((ready, index))) => {
                 eprintln!(
                     "modernbert serve: model {model} ready in {:.1}s: {} ({}), hidden {}, max input {} tokens, {}",
                     start.elapsed().as_secs_f64(),
@@ -196,6 +210,9 @@ pub async fn serve(
                     ready.encoder.max_input(),
                     ready.info["model_type"],
                 );
+                if let Some(index) = index {
+                    eprintln!("modernbert serve: {index}; search page at /search");
+                }
                 let _ = loader.ready.set(Arc::new(ready));
                 loader.metrics.ready.set(1.0);
             }

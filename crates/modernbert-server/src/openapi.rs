@@ -140,6 +140,52 @@ fn health() {}
 #[utoipa::path(get, path = "/metrics", tag = "TEI", responses((status = 200, body = String)))]
 fn metrics() {}
 
+/// `POST /search` body (`serve --index DIR`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"query": "parse the config file", "top_k": 10, "mode": "hybrid"}))]
+pub struct SearchRequest {
+    /// Words, an identifier or code.
+    pub query: String,
+    /// Results, 1 to 100 (default 10).
+    pub top_k: Option<usize>,
+    /// `hybrid` (default: BM25 and dense fused by reciprocal rank), `dense` or `bm25`.
+    pub mode: Option<String>,
+    /// Rerank with the searcher's reranker, if it has one (default true).
+    pub rerank: Option<bool>,
+}
+
+/// One search result: lines `start_line..=end_line` (1-based) of `path` (relative to the indexed root).
+#[derive(Serialize, ToSchema)]
+pub struct SearchHit {
+    pub path: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    pub score: f32,
+    pub text: String,
+}
+
+/// `POST /search` answer: the JSON of `modernbert search --json`.
+#[derive(Serialize, ToSchema)]
+pub struct SearchResponse {
+    pub query: String,
+    pub results: Vec<SearchHit>,
+}
+
+/// Code search over the `--index` index (the JSON of `modernbert search --json`).
+#[utoipa::path(post, path = "/search", tag = "Search", request_body = SearchRequest,
+    responses((status = 200, body = SearchResponse),
+        (status = 400, description = "Malformed body, empty query, top_k or mode out of range", body = ErrorBody),
+        (status = 404, description = "The server has no --index", body = ErrorBody),
+        (status = 424, description = "The search failed", body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+fn search() {}
+
+/// The search page (a query box, results with file:line and highlighted code); `?q=...&mode=...` searches on load.
+#[utoipa::path(get, path = "/search", tag = "Search",
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String),
+        (status = 404, description = "The server has no --index", body = ErrorBody)))]
+fn search_page() {}
+
 struct Security;
 
 impl Modify for Security {
@@ -159,7 +205,8 @@ impl Modify for Security {
         description = "text-embeddings-inference compatible routes and OpenAI /v1/embeddings for ModernBERT models. \
             With --api-key, every route but /health, /ping, GET /, /metrics, /docs and /openapi.json needs \
             `Authorization: Bearer <key>`."),
-    paths(embed, embed_all, predict, rerank, similarity, root, tokenize, decode, openai_embeddings, info, health, metrics),
+    paths(embed, embed_all, predict, rerank, similarity, root, tokenize, decode, openai_embeddings, info, health, metrics,
+        search, search_page),
     components(schemas(ErrorBody, OpenAiErrorBody)),
     modifiers(&Security),
 )]
@@ -244,5 +291,7 @@ mod tests {
         assert!(embed[1]["properties"]["inputs"].is_object(), "{embed}");
         assert!(spec["components"]["schemas"]["EncodeOptions"]["properties"]["truncate"].is_object());
         assert!(spec["components"]["securitySchemes"]["api_key"].is_object());
+        assert!(spec["paths"]["/search"]["post"]["requestBody"].is_object(), "{}", spec["paths"]["/search"]);
+        assert!(spec["paths"]["/search"]["get"].is_object());
     }
 }

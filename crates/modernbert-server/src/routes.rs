@@ -1,6 +1,7 @@
 //! The HTTP routes: TEI's (`/embed`, `/embed_all`, `/predict`, `/rerank`, `/similarity`,
 //! `/tokenize`, `/decode`, `POST /` and `/invocations` by the model's task, `/info`, `/health`,
-//! `/metrics`), OpenAI's `/v1/embeddings`, `/openapi.json` and `/docs`; and the middleware every
+//! `/metrics`), OpenAI's `/v1/embeddings`, `/openapi.json` and `/docs`, code search (`/search`,
+//! with `--index`: [`crate::search`]); and the middleware every
 //! request passes (outermost first): CORS, error shaping, metrics and logs, API key, shutdown
 //! deadline, admission (429), body limit (413).
 
@@ -52,6 +53,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(crate::openapi::json))
         .route("/docs", get(crate::openapi::page))
+        .route("/search", get(crate::search::page).post(crate::search::search))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), admission))
@@ -228,6 +230,7 @@ fn from_status(status: StatusCode, method: &Method, path: &str, headers: &Header
             let message = format!("method {method} is not allowed on {path}; allowed: {allowed}");
             return Some(ApiError::new(ErrorKind::MethodNotAllowed, message));
         }
+        StatusCode::BAD_REQUEST => ErrorKind::BadRequest,
         StatusCode::NOT_FOUND => ErrorKind::NotFound,
         StatusCode::UNAUTHORIZED => ErrorKind::Unauthorized,
         StatusCode::REQUEST_TIMEOUT => ErrorKind::Timeout,
@@ -243,7 +246,7 @@ fn from_status(status: StatusCode, method: &Method, path: &str, headers: &Header
 /// The methods [`router`] serves `path` with.
 fn allowed_methods(path: &str) -> &'static str {
     match path {
-        "/" => "GET,HEAD,POST",
+        "/" | "/search" => "GET,HEAD,POST",
         "/info" | "/health" | "/ping" | "/metrics" | "/openapi.json" | "/docs" => "GET,HEAD",
         _ => "POST",
     }

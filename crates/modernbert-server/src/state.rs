@@ -67,6 +67,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set when the shutdown deadline passes.
     pub shutdown: Shutdown,
+    /// The code-search index of `--index`, if any.
+    pub search: crate::search::SearchState,
 }
 
 /// Holds a request's concurrency permit; counts it in `te_in_flight_requests`.
@@ -104,6 +106,7 @@ impl AppState {
             permits,
             metrics: Arc::new(Metrics::default()),
             shutdown: Shutdown::default(),
+            search: Default::default(),
         }
     }
 
@@ -300,11 +303,11 @@ fn text_bytes(sequences: &[Sequence]) -> usize {
         .sum()
 }
 
-/// A JSON request body: any content type, size limited by `--payload-limit` (413), malformed
-/// JSON or wrong field types answered with 422 and the parser's message.
-pub struct JsonBody<T>(pub T);
+/// A request body as bytes: size limited by `--payload-limit` (413), within `--body-read-timeout`
+/// (408).
+pub struct RawBody(pub Bytes);
 
-impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
+impl FromRequest<Arc<AppState>> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
@@ -324,6 +327,19 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
                     ApiError::invalid(e.body_text())
                 }
             })?;
+        Ok(RawBody(bytes))
+    }
+}
+
+/// A JSON request body: any content type, read as [`RawBody`], malformed JSON or wrong field
+/// types answered with 422 and the parser's message.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
