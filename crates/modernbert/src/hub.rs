@@ -30,19 +30,29 @@ pub fn resolve(model: &str) -> Result<PathBuf> {
     download(model.to_string())
 }
 
-/// The model used when none is named: `$MODERNBERT_MODEL`, else `modernbert-mini` (the model
-/// this repository ships) found next to the executable (`models/modernbert-mini` there or up to
-/// three folders above it, which covers `target/release/` in a clone) or above the current
+/// The model used when none is named: `$MODERNBERT_MODEL`, else `modernbert-mini` (the masked-LM
+/// model this repository ships) found next to the executable (`models/modernbert-mini` there or up
+/// to three folders above it, which covers `target/release/` in a clone) or above the current
 /// directory. Looked up at run time, so a moved or installed binary finds its model.
 pub fn default_model() -> Option<String> {
-    if let Ok(spec) = std::env::var("MODERNBERT_MODEL") {
-        return Some(spec);
-    }
+    std::env::var("MODERNBERT_MODEL").ok().or_else(|| shipped("modernbert-mini"))
+}
+
+/// The model used for embeddings and search when none is named: `$MODERNBERT_MODEL`, else the
+/// shipped sentence-transformers embedder `modernbert-mini-embed` (looked up like
+/// [`default_model`]), else [`default_model`].
+pub fn default_embedding_model() -> Option<String> {
+    std::env::var("MODERNBERT_MODEL").ok().or_else(|| shipped("modernbert-mini-embed")).or_else(default_model)
+}
+
+/// `models/<name>` next to the executable (or up to three folders above it) or above the current
+/// directory, if it holds a config.json.
+fn shipped(name: &str) -> Option<String> {
     let exe = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf));
     let cwd = std::env::current_dir().ok();
     for start in exe.into_iter().chain(cwd) {
         for dir in start.ancestors().take(4) {
-            let candidate = dir.join("models").join("modernbert-mini");
+            let candidate = dir.join("models").join(name);
             if candidate.join("config.json").is_file() {
                 return Some(candidate.display().to_string());
             }
