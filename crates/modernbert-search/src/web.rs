@@ -17,8 +17,8 @@ use serde_json::json;
 pub const MAX_TOP_K: usize = 100;
 
 /// The search page: a query box and results with file:line and highlighted code. It posts to
-/// `search` relative to its own URL, so it works wherever the route is mounted; `?q=...&mode=...`
-/// runs a search on load.
+/// `search` relative to its own URL, so it works wherever the route is mounted;
+/// `?q=...&mode=...&k=...` runs a search on load.
 pub fn page_html() -> &'static str {
     include_str!("page.html")
 }
