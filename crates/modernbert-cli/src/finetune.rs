@@ -95,6 +95,9 @@ pub struct FinetuneArgs {
     /// Embedding: hard negatives per row (default: as many as every row has).
     #[arg(long)]
     pub hard_negatives: Option<usize>,
+    /// Embedding: every step from one "source" of the data (sentence-transformers' multi-dataset batches).
+    #[arg(long)]
+    pub batch_by_source: bool,
     /// Embedding: prompt prepended to queries (saved as the model's "query" prompt).
     #[arg(long)]
     pub query_prompt: Option<String>,
@@ -160,6 +163,9 @@ pub fn run(command: Commands) -> Result<()> {
             set_optional!(validation, format, max_batch_tokens, early_stopping_patience, classifier_pooling, max_steps);
             set_optional!(pooling, matryoshka_dims, mini_batch_size, hard_negatives, query_prompt, document_prompt);
             set!(scale);
+            if a.batch_by_source {
+                cfg.batch_by_source = true;
+            }
             if let Some(m) = a.model {
                 cfg.model = m;
             } else if cfg.model.is_empty() && a.resume.is_none() {

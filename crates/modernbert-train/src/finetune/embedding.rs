@@ -9,7 +9,7 @@ use super::batches::Batching;
 use super::data::hold_out;
 use super::evaluate::Evaluation;
 use super::job::{Job, StepContext};
-use super::pairs::{no_duplicate_steps, read_pairs, text_hash, PairRow};
+use super::pairs::{no_duplicate_steps, one_group_steps, read_pairs, text_hash, PairRow};
 use super::{concat, export, FinetuneConfig};
 use crate::losses::cross_entropy_sum;
 use crate::model::TrainModel;
@@ -38,6 +38,8 @@ pub struct EmbeddingJob {
     train: Vec<Encoded>,
     lengths: Vec<usize>,
     hashes: Vec<Vec<u64>>,
+    /// Each row's source (index), when steps hold one source each.
+    groups: Option<Vec<usize>>,
     /// Hard negatives used per row.
     negatives: usize,
     eval: RetrievalSet,
@@ -143,6 +145,22 @@ impl EmbeddingJob {
                     .collect()
             })
             .collect();
+        let groups = if cfg.batch_by_source {
+            let mut names: Vec<&str> = Vec::new();
+            let mut groups = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let name = r.source.as_deref().with_context(|| {
+                    format!("{}: batch_by_source needs a \"source\" (or \"dataset\") on every row", r.origin)
+                })?;
+                groups.push(names.iter().position(|n| *n == name).unwrap_or_else(|| {
+                    names.push(name);
+                    names.len() - 1
+                }));
+            }
+            Some(groups)
+        } else {
+            None
+        };
         let eval_queries =
             encode_all(&tok, &eval.queries.iter().map(|(_, t)| prompted(qp, t)).collect::<Vec<_>>(), max_length)?;
         let eval_corpus =
@@ -170,6 +188,7 @@ impl EmbeddingJob {
             train,
             lengths,
             hashes,
+            groups,
             negatives,
             eval,
             eval_queries,
@@ -231,7 +250,10 @@ impl Job for EmbeddingJob {
             Batching::Sequences(n) => n,
             Batching::Tokens(t) => (t / (self.lengths.iter().sum::<usize>() / self.lengths.len().max(1)).max(1)).max(1),
         };
-        no_duplicate_steps(&self.hashes, seed, epoch, size)
+        match &self.groups {
+            Some(groups) => one_group_steps(&self.hashes, groups, seed, epoch, size),
+            None => no_duplicate_steps(&self.hashes, seed, epoch, size),
+        }
     }
 
     fn start_model(&self, _cfg: &FinetuneConfig, dir: &Path) -> Result<(TrainModel, String)> {

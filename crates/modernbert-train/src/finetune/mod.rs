@@ -152,6 +152,10 @@ pub struct FinetuneConfig {
     /// Embedding: hard negatives used per row (default: as many as every row has).
     #[serde(alias = "hard-negatives")]
     pub hard_negatives: Option<usize>,
+    /// Embedding: every step from one `source` of the data (sentence-transformers' multi-dataset
+    /// batches), so that in-batch negatives are not told apart by their source alone.
+    #[serde(alias = "batch-by-source")]
+    pub batch_by_source: bool,
     /// Embedding: prompt prepended to queries (saved as the model's `query` prompt).
     #[serde(alias = "query-prompt")]
     pub query_prompt: Option<String>,
@@ -197,6 +201,7 @@ impl Default for FinetuneConfig {
             matryoshka_dims: None,
             mini_batch_size: None,
             hard_negatives: None,
+            batch_by_source: false,
             query_prompt: None,
             document_prompt: None,
             query_length: 32,

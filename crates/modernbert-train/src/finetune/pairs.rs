@@ -22,6 +22,8 @@ pub struct PairRow {
     pub label: Option<f32>,
     /// A teacher's scores of `[positive, negatives…]` (distillation).
     pub teacher: Option<Vec<f32>>,
+    /// The dataset the row comes from (`source` or `dataset`), for one-source batches.
+    pub source: Option<String>,
     pub origin: Origin,
 }
 
@@ -30,7 +32,7 @@ fn text<'a>(obj: &'a serde_json::Map<String, Value>, keys: &[&str]) -> Option<&'
 }
 
 /// Reads JSONL rows `{"query"|"anchor", "positive"|"document", "negatives": [...] | "negative" |
-/// "negative_1"…, "label"?, "teacher_scores"?}`; errors name the file and line.
+/// "negative_1"…, "label"?, "teacher_scores"?, "source"?}`; errors name the file and line.
 pub fn read_pairs(path: &Path) -> Result<Vec<PairRow>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let text_all = String::from_utf8(bytes).map_err(|e| {
@@ -90,7 +92,16 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairRow>> {
         if query.trim().is_empty() || positive.trim().is_empty() || negatives.iter().any(|n| n.trim().is_empty()) {
             bail!("{at}: an empty text");
         }
-        rows.push(PairRow { query: query.into(), positive: positive.into(), negatives, label, teacher, origin: at });
+        let source = text(obj, &["source", "dataset"]).map(str::to_string);
+        rows.push(PairRow {
+            query: query.into(),
+            positive: positive.into(),
+            negatives,
+            label,
+            teacher,
+            source,
+            origin: at,
+        });
     }
     if rows.is_empty() {
         bail!("{}: no rows", path.display());
@@ -121,6 +132,31 @@ pub fn no_duplicate_steps(texts: &[Vec<u64>], seed: u64, epoch: u64, batch_size:
         }
         steps.push(step);
     }
+    steps
+}
+
+/// [`no_duplicate_steps`] within each group (`groups[i]` is row `i`'s), the steps of all groups
+/// then shuffled together: every step holds rows of one source only, as sentence-transformers'
+/// multi-dataset training batches (its proportional sampler), so in-batch negatives cannot be told
+/// apart by their source's style alone.
+pub fn one_group_steps(
+    texts: &[Vec<u64>],
+    groups: &[usize],
+    seed: u64,
+    epoch: u64,
+    batch_size: usize,
+) -> Vec<Vec<usize>> {
+    let count = groups.iter().max().map_or(0, |g| g + 1);
+    let mut steps = Vec::new();
+    for g in 0..count {
+        let rows: Vec<usize> = (0..texts.len()).filter(|&i| groups[i] == g).collect();
+        let group_texts: Vec<Vec<u64>> = rows.iter().map(|&i| texts[i].clone()).collect();
+        let group_seed = seed ^ (g as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for step in no_duplicate_steps(&group_texts, group_seed, epoch, batch_size) {
+            steps.push(step.into_iter().map(|k| rows[k]).collect());
+        }
+    }
+    Rng::keyed(seed, &[0x6E0C, epoch]).shuffle(&mut steps);
     steps
 }
 
@@ -160,6 +196,18 @@ mod tests {
         // Rows 0..20; texts: row i has its own text and a shared one every 4 rows.
         let texts: Vec<Vec<u64>> = (0..20u64).map(|i| vec![100 + i, i % 4]).collect();
         let steps = no_duplicate_steps(&texts, 3, 0, 8);
+        let groups: Vec<usize> = (0..texts.len()).map(|i| i % 3).collect();
+        let grouped = one_group_steps(&texts, &groups, 3, 0, 8);
+        let mut covered: Vec<usize> = grouped.iter().flatten().copied().collect();
+        covered.sort();
+        assert_eq!(covered, (0..texts.len()).collect::<Vec<_>>(), "every row once");
+        for step in &grouped {
+            assert!(step.iter().all(|&i| groups[i] == groups[step[0]]), "one group per step: {step:?}");
+            let hashes: HashSet<u64> = step.iter().flat_map(|&i| texts[i].iter().copied()).collect();
+            assert_eq!(hashes.len(), step.iter().map(|&i| texts[i].len()).sum::<usize>(), "no duplicates");
+        }
+        assert_eq!(grouped, one_group_steps(&texts, &groups, 3, 0, 8), "seeded");
+        assert_ne!(grouped, one_group_steps(&texts, &groups, 3, 1, 8), "a new order each epoch");
         let mut all: Vec<usize> = steps.concat();
         all.sort();
         assert_eq!(all, (0..20).collect::<Vec<_>>());
