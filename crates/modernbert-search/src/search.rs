@@ -258,6 +258,8 @@ impl Searcher {
             return Ok(Vec::new());
         }
         let embedder = self.embedder()?;
+        // The index may have been rebuilt with another model since the embedder was loaded.
+        check_model(&self.dir, snap, &embedder)?;
         let q = embedder.embed_query(text)?;
         if q.len() != snap.manifest.model.dimension {
             bail!("the query vector has {} values, the index {}", q.len(), snap.manifest.model.dimension);

@@ -424,7 +424,10 @@ pub fn commit(
     updates: &[FileUpdate],
     removed: &std::collections::HashSet<String>,
 ) -> Result<Snapshot> {
-    let generation = prev.map_or(base.generation, |p| p.manifest.generation) + 1;
+    // Generations only grow, also across `--rebuild` (which starts without `prev`): a rebuilt
+    // index must neither overwrite the generation readers are using nor look unchanged to them.
+    let current = read_manifest(dir).ok().flatten().map_or(0, |m| m.generation);
+    let generation = prev.map_or(base.generation, |p| p.manifest.generation).max(current) + 1;
     let final_dir = generation_dir(dir, generation);
     let tmp = dir.join(format!("gen-{generation:06}.tmp"));
     if tmp.exists() {

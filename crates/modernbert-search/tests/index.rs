@@ -303,3 +303,27 @@ fn prompts_reranker_and_checkpoints() {
             .unwrap();
     assert!(err_text(se.search(&query("fetch", Mode::Bm25, 3))).contains("cross-encoder or a ColBERT"));
 }
+
+#[test]
+fn an_index_rebuilt_with_another_model_under_an_open_searcher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, idx) = (tmp.path().join("repo"), tmp.path().join("idx"));
+    sample_tree(&root);
+    index(&root, &idx);
+    // A long-lived searcher (a server's) has loaded tiny-mlm for queries.
+    let se = searcher(&idx);
+    assert!(!se.search(&query("fetch json", Mode::Dense, 2)).unwrap().results.is_empty());
+    let before = store::read_manifest(&idx).unwrap().unwrap().generation;
+    let mut o = options(&root, &idx);
+    o.model = Some(prompt_model());
+    o.rebuild = true;
+    let s = indexer::index(&o).unwrap();
+    // A rebuild is a new generation: the one readers hold is kept, not overwritten.
+    assert_eq!(s.generation, before + 1);
+    assert!(store::generation_dir(&idx, before).is_dir());
+    // Its query vectors would be compared with another model's: refused, not silently wrong.
+    let e = err_text(se.search(&query("fetch json", Mode::Hybrid, 2)));
+    assert!(e.contains("different model"), "{e}");
+    let r = se.search(&query("fetchJsonDocument", Mode::Bm25, 1)).unwrap();
+    assert_eq!(r.results[0].path, "src/net/http.py");
+}

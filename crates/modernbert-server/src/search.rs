@@ -5,7 +5,7 @@
 //!   --json`: `{"query", "results": [{"path", "start_line", "end_line", "score", "text"}]}`; a bad
 //!   body is a 400 (`error_type` `validation`). The search runs on the blocking pool.
 //! * `GET /search` → the search page ([`modernbert_search::web::page_html`]), which posts to
-//!   `POST /search`; `/search?q=...&mode=...` searches on load.
+//!   `POST /search`; `/search?q=...&mode=...&k=...` searches on load.
 //!
 //! Both pass the router's middleware like every route (admission control, API key, metrics).
 //! Without `--index` they answer 404 with a sentence saying so. The index's embedding model is
