@@ -1,10 +1,10 @@
-//! Tests of the reduced-precision GEMMs ([`crate::Bf16Linear`], [`crate::Int8Linear`]) against
-//! their scalar references, on every code path this CPU has.
+//! Tests of the packed GEMMs ([`crate::F32Linear`], [`crate::Bf16Linear`], [`crate::Int8Linear`])
+//! against scalar references, on every code path this CPU has (the f32 one: the active path).
 
 use crate::gemm_bf16::{pack_rows, Bf16Path};
 use crate::gemm_int8::{quantize_row, quantize_row_scalar, Int8Path};
 use crate::tests::Rng;
-use crate::{f32_to_bf16_bits, round_to_bf16, Bf16Linear, Int8Linear};
+use crate::{f32_to_bf16_bits, round_to_bf16, Bf16Linear, F32Linear, Int8Linear};
 
 /// (rows, out, in): tails in every dimension, k blocking (in > 256 / 512), parallel sizes.
 const SHAPES: &[(usize, usize, usize)] = &[
@@ -41,6 +41,31 @@ fn bf16_check(path: Bf16Path, rows: usize, out: usize, inn: usize, seed: u64) {
                 (a - b).abs() <= 1e-5 * mag + 1e-30,
                 "{path:?} {rows}x{out}x{inn} at ({r},{o}): {a} vs {b} (scale {mag})"
             );
+        }
+    }
+}
+
+#[test]
+fn f32_matches_f64_reference() {
+    for (i, &(rows, out, inn)) in SHAPES.iter().enumerate() {
+        let mut rng = Rng(300 + i as u64);
+        let w = rng.vec(out * inn, 0.05);
+        let x = rng.vec(rows * inn, 1.0);
+        let lin = F32Linear::new(&w, out, inn);
+        assert_eq!((lin.out_features(), lin.in_features()), (out, inn));
+        let mut y = vec![f32::NAN; rows * out];
+        lin.forward(&x, rows, &mut y);
+        for r in 0..rows {
+            for o in 0..out {
+                let (xr, wr) = (&x[r * inn..][..inn], &w[o * inn..][..inn]);
+                let exact: f64 = xr.iter().zip(wr).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let mag: f64 = xr.iter().zip(wr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                let got = y[r * out + o] as f64;
+                assert!(
+                    (got - exact).abs() <= 1e-6 * mag + 1e-30,
+                    "{rows}x{out}x{inn} at ({r},{o}): {got} vs {exact} (scale {mag})"
+                );
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod attention;
 mod attention_tests;
 pub mod geglu;
 pub mod gemm_bf16;
+pub mod gemm_f32;
 pub mod gemm_int8;
 mod gemm_pack;
 #[cfg(test)]
@@ -38,6 +39,7 @@ mod x86;
 pub use attention::{attention_key_prefix, attention_varlen, attention_varlen_bf16};
 pub use geglu::{geglu, gelu_erf};
 pub use gemm_bf16::{bf16_native, Bf16Linear};
+pub use gemm_f32::F32Linear;
 pub use gemm_int8::{int8_native, Int8Linear};
 pub use gemm_pack::{bf16_bits_to_f32, f32_to_bf16_bits, round_to_bf16};
 pub use isa::Isa;

@@ -2,9 +2,9 @@
 //! (HTTP, JSON, tokenisation, queue, model thread) and through the library alone
 //! (`Model::prepare` + `Model::run`), per precision and input length, p50 of `--reps` runs,
 //! measured in one process, alternating, so that both see the same machine load. For f32 it also
-//! times the encoder's linear layers alone: candle's matmul (what the library runs: the `gemm`
-//! crate packs the weight matrix on every call) against a plain streaming kernel that reads each
-//! weight once (a lower bound for short inputs, which are memory-bound).
+//! times the encoder's linear layers alone: candle's matmul (the `gemm` crate packs the weight
+//! matrix on every call; what the library ran before it packed frozen f32 weights once) against
+//! the kernels' `F32Linear` (packed once at load, what the library runs now).
 //!
 //! ```text
 //! .venv/bin/python scripts/make_random_checkpoint.py --size base --out /tmp/mb-base
@@ -16,9 +16,9 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use modernbert::pipelines::{EmbedOptions, Want};
 use modernbert::{Model, Precision};
+use modernbert_kernels::F32Linear;
 use modernbert_server::client::Connection;
 use modernbert_server::ServeArgs;
-use rayon::prelude::*;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -72,68 +72,28 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// `y[t, out] = x[t, in] · w[out, in]ᵀ`, reading every weight row once (rows split over threads).
-fn streaming_linear(x: &[f32], w: &[f32], t: usize, inp: usize, out: usize, y: &mut [f32]) {
-    const ROWS: usize = 64;
-    let mut yt = vec![0f32; out * t]; // [out, t]
-    yt.par_chunks_mut(ROWS * t).enumerate().for_each(|(c, chunk)| {
-        for (r, ys) in chunk.chunks_mut(t).enumerate() {
-            let row = &w[(c * ROWS + r) * inp..][..inp];
-            for (i, y) in ys.iter_mut().enumerate() {
-                *y = dot(row, &x[i * inp..][..inp]);
-            }
-        }
-    });
-    for o in 0..out {
-        for i in 0..t {
-            y[i * out + o] = yt[o * t + i];
-        }
-    }
-}
-
-#[inline(always)]
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    for (a, b) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
-        for k in 0..16 {
-            acc[k] = a[k].mul_add(b[k], acc[k]);
-        }
-    }
-    acc.iter().sum()
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_portable(a, b)
-}
-
-/// A dot product of two rows (length a multiple of 16), vectorised for the machine.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the features were detected at run time.
-        return unsafe { dot_avx2(a, b) };
-    }
-    dot_portable(a, b)
-}
-
 /// Times one forward pass' f32 linear layers of a ModernBERT of `hidden`/`intermediate`/`layers`
-/// at `t` tokens: (candle matmul as the library calls it, the streaming kernel), p50 ms.
+/// at `t` tokens: (candle's matmul, which packs each weight on every call; the kernels'
+/// [`F32Linear`], packed once), p50 ms.
 fn linear_layers(t: usize, hidden: usize, intermediate: usize, layers: usize, reps: usize) -> Result<(f64, f64)> {
     let dev = Device::Cpu;
     let shapes = [(3 * hidden, hidden), (hidden, hidden), (2 * intermediate, hidden), (hidden, intermediate)];
     let weights: Vec<Vec<Tensor>> = (0..layers)
         .map(|_| shapes.iter().map(|&(o, i)| Tensor::randn(0f32, 0.02, (o, i), &dev)).collect())
         .collect::<candle_core::Result<_>>()?;
-    let flat: Vec<Vec<Vec<f32>>> = weights
+    let packed: Vec<Vec<F32Linear>> = weights
         .iter()
-        .map(|l| l.iter().map(|w| w.flatten_all()?.to_vec1::<f32>()).collect())
+        .map(|l| {
+            l.iter()
+                .zip(&shapes)
+                .map(|(w, &(o, i))| Ok(F32Linear::new(&w.flatten_all()?.to_vec1::<f32>()?, o, i)))
+                .collect()
+        })
         .collect::<candle_core::Result<_>>()?;
     let xs: Vec<Tensor> =
         shapes.iter().map(|&(_, i)| Tensor::randn(0f32, 1.0, (t, i), &dev)).collect::<candle_core::Result<_>>()?;
     let xv: Vec<Vec<f32>> = xs.iter().map(|x| x.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?;
-    let (mut candle, mut streaming) = (Vec::new(), Vec::new());
+    let (mut candle, mut once) = (Vec::new(), Vec::new());
     for _ in 0..reps {
         let start = Instant::now();
         for layer in &weights {
@@ -143,16 +103,16 @@ fn linear_layers(t: usize, hidden: usize, intermediate: usize, layers: usize, re
         }
         candle.push(ms(start.elapsed()));
         let start = Instant::now();
-        for layer in &flat {
-            for ((w, x), &(o, i)) in layer.iter().zip(&xv).zip(&shapes) {
-                let mut y = vec![0f32; t * o];
-                streaming_linear(x, w, t, i, o, &mut y);
+        for layer in &packed {
+            for (w, x) in layer.iter().zip(&xv) {
+                let mut y = vec![0f32; t * w.out_features()];
+                w.forward(x, t, &mut y);
                 std::hint::black_box(&y);
             }
         }
-        streaming.push(ms(start.elapsed()));
+        once.push(ms(start.elapsed()));
     }
-    Ok((p50(candle), p50(streaming)))
+    Ok((p50(candle), p50(once)))
 }
 
 fn main() -> Result<()> {
@@ -160,7 +120,7 @@ fn main() -> Result<()> {
     let dir = modernbert::hub::resolve(&o.model)?;
     println!(
         "| precision | tokens | server p50 ms | library p50 ms | server − library ms | server / library | \
-         f32 linear layers: candle matmul ms | streaming ms | load avg |"
+         f32 linear layers: candle matmul ms | packed once ms | load avg |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for precision in &o.precisions {
@@ -192,9 +152,9 @@ fn main() -> Result<()> {
             let (s, l) = (p50(served), p50(library));
             let linear = if p == Precision::F32 {
                 let c = &model.config;
-                let (candle, streaming) =
+                let (candle, packed) =
                     linear_layers(tokens, c.hidden_size, c.intermediate_size, c.num_hidden_layers, o.reps.min(10))?;
-                (format!("{candle:.1}"), format!("{streaming:.1}"))
+                (format!("{candle:.1}"), format!("{packed:.1}"))
             } else {
                 ("".into(), "".into())
             };

@@ -6,7 +6,7 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Storage, Tensor};
-use modernbert_kernels::{Bf16Linear, Int8Linear, RopeTable};
+use modernbert_kernels::{Bf16Linear, F32Linear, Int8Linear, RopeTable};
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -197,8 +197,9 @@ impl CustomOp1 for AttentionOp<'_> {
     }
 }
 
-/// `[rows, in]` → `[rows, out]` through a packed bf16 or int8 weight.
+/// `[rows, in]` → `[rows, out]` through a weight packed once (f32, bf16 or int8).
 pub enum PackedLinearOp<'w> {
+    F32(&'w F32Linear),
     Bf16(&'w Bf16Linear),
     Int8(&'w Int8Linear),
 }
@@ -212,6 +213,7 @@ impl CustomOp1 for PackedLinearOp<'_> {
         let x = f32_data(self.name(), storage, layout)?;
         let (rows, inp) = layout.shape().dims2()?;
         let (out, expected_in) = match self {
+            PackedLinearOp::F32(w) => (w.out_features(), w.in_features()),
             PackedLinearOp::Bf16(w) => (w.out_features(), w.in_features()),
             PackedLinearOp::Int8(w) => (w.out_features(), w.in_features()),
         };
@@ -220,6 +222,7 @@ impl CustomOp1 for PackedLinearOp<'_> {
         }
         let mut y = vec![0f32; rows * out];
         match self {
+            PackedLinearOp::F32(w) => w.forward(x, rows, &mut y),
             PackedLinearOp::Bf16(w) => w.forward(x, rows, &mut y),
             PackedLinearOp::Int8(w) => w.forward(x, rows, &mut y),
         }

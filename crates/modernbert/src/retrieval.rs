@@ -216,8 +216,8 @@ mod tests {
 
     #[test]
     fn metrics_by_hand() {
-        let mut set = RetrievalSet::default();
-        set.queries = vec![("q1".into(), "".into()), ("q2".into(), "".into())];
+        let mut set =
+            RetrievalSet { queries: vec![("q1".into(), "".into()), ("q2".into(), "".into())], ..Default::default() };
         set.qrels.insert("q1".into(), ["d2".to_string(), "d5".to_string()].into());
         set.qrels.insert("q2".into(), ["d9".to_string()].into());
         // q1: relevant at ranks 2 and 4; q2: none in the list.

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::ops::{self, PackedLinearOp};
 use crate::params::Params;
 use candle_core::Tensor;
-use modernbert_kernels::{Bf16Linear, Int8Linear};
+use modernbert_kernels::{Bf16Linear, F32Linear, Int8Linear};
 use std::sync::Arc;
 
 /// Arithmetic of the encoder's linear layers (Wqkv, Wo, Wi, mlp Wo). Everything else
@@ -36,7 +36,11 @@ impl std::str::FromStr for Precision {
 
 /// The weight of a linear layer in the form its precision needs.
 enum LinearWeight {
+    /// A tensor: trainable weights (autograd sees them), and the tied MLM decoder.
     F32(Tensor),
+    /// A frozen f32 weight packed once, so a call reads it once (candle's matmul would repack it
+    /// on every call, which dominates short inputs).
+    F32Packed(Arc<F32Linear>),
     Bf16(Arc<Bf16Linear>),
     Int8(Arc<Int8Linear>),
 }
@@ -54,7 +58,7 @@ impl Linear {
     }
 
     /// Loads `{name}.weight` `[out, in]` and, if `bias`, `{name}.bias` `[out]` (full HF names),
-    /// packing the weight for `precision`.
+    /// packing the weight for `precision` (at f32, a trainable variable stays a tensor).
     pub fn load(
         p: &dyn Params,
         name: &str,
@@ -65,7 +69,8 @@ impl Linear {
         let weight = p.tensor(&format!("{name}.weight"), &[out, inp])?;
         let bias = if bias { Some(p.tensor(&format!("{name}.bias"), &[out])?) } else { None };
         let weight = match precision {
-            Precision::F32 => LinearWeight::F32(weight),
+            Precision::F32 if weight.is_variable() => LinearWeight::F32(weight),
+            Precision::F32 => LinearWeight::F32Packed(Arc::new(F32Linear::new(&flat(&weight)?, out, inp))),
             Precision::Bf16 => LinearWeight::Bf16(Arc::new(Bf16Linear::new(&flat(&weight)?, out, inp))),
             Precision::Int8 => LinearWeight::Int8(Arc::new(Int8Linear::new(&flat(&weight)?, out, inp))),
         };
@@ -76,6 +81,7 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
             LinearWeight::F32(w) => x.matmul(&w.t()?)?,
+            LinearWeight::F32Packed(w) => ops::apply(x, &PackedLinearOp::F32(w))?,
             LinearWeight::Bf16(w) => ops::apply(x, &PackedLinearOp::Bf16(w))?,
             LinearWeight::Int8(w) => ops::apply(x, &PackedLinearOp::Int8(w))?,
         };
