@@ -1,10 +1,14 @@
 //! Where a short request's time goes, at one client: the same input through the whole server
 //! (HTTP, JSON, tokenisation, queue, model thread) and through the library alone
 //! (`Model::prepare` + `Model::run`), per precision and input length, p50 of `--reps` runs,
-//! measured in one process, alternating, so that both see the same machine load. For f32 it also
-//! times the encoder's linear layers alone: candle's matmul (the `gemm` crate packs the weight
-//! matrix on every call; what the library ran before it packed frozen f32 weights once) against
-//! the kernels' `F32Linear` (packed once at load, what the library runs now).
+//! measured in one process, alternating, so that both see the same machine load.
+//!
+//! Against the two floors of a forward pass, measured in the same run: reading the encoder's
+//! linear-layer weights once (their bytes at this precision over the memory bandwidth of a
+//! parallel sum over 1 GiB) and their arithmetic (2 FLOP per weight and token at the rate the
+//! precision's kernel reaches on 256 tokens); `library / max(read, arithmetic)` is the ratio
+//! to keep small. The linear layers alone are timed too: through candle's matmul (the `gemm`
+//! crate repacks each weight on every call, what f32 ran before) and through the packed kernels.
 //!
 //! ```text
 //! .venv/bin/python scripts/make_random_checkpoint.py --size base --out /tmp/mb-base
@@ -16,9 +20,10 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use modernbert::pipelines::{EmbedOptions, Want};
 use modernbert::{Model, Precision};
-use modernbert_kernels::F32Linear;
+use modernbert_kernels::{Bf16Linear, F32Linear, Int8Linear};
 use modernbert_server::client::Connection;
 use modernbert_server::ServeArgs;
+use rayon::prelude::*;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -72,60 +77,159 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Times one forward pass' f32 linear layers of a ModernBERT of `hidden`/`intermediate`/`layers`
-/// at `t` tokens: (candle's matmul, which packs each weight on every call; the kernels'
-/// [`F32Linear`], packed once), p50 ms.
-fn linear_layers(t: usize, hidden: usize, intermediate: usize, layers: usize, reps: usize) -> Result<(f64, f64)> {
-    let dev = Device::Cpu;
-    let shapes = [(3 * hidden, hidden), (hidden, hidden), (2 * intermediate, hidden), (hidden, intermediate)];
-    let weights: Vec<Vec<Tensor>> = (0..layers)
-        .map(|_| shapes.iter().map(|&(o, i)| Tensor::randn(0f32, 0.02, (o, i), &dev)).collect())
-        .collect::<candle_core::Result<_>>()?;
-    let packed: Vec<Vec<F32Linear>> = weights
-        .iter()
-        .map(|l| {
-            l.iter()
-                .zip(&shapes)
-                .map(|(w, &(o, i))| Ok(F32Linear::new(&w.flatten_all()?.to_vec1::<f32>()?, o, i)))
-                .collect()
-        })
-        .collect::<candle_core::Result<_>>()?;
-    let xs: Vec<Tensor> =
-        shapes.iter().map(|&(_, i)| Tensor::randn(0f32, 1.0, (t, i), &dev)).collect::<candle_core::Result<_>>()?;
-    let xv: Vec<Vec<f32>> = xs.iter().map(|x| x.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?;
-    let (mut candle, mut once) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
-        let start = Instant::now();
-        for layer in &weights {
-            for (w, x) in layer.iter().zip(&xs) {
-                std::hint::black_box(x.matmul(&w.t()?)?);
-            }
+/// A linear layer's weight packed for one precision's kernel.
+enum Packed {
+    F32(F32Linear),
+    Bf16(Bf16Linear),
+    Int8(Int8Linear),
+}
+
+impl Packed {
+    fn new(p: Precision, w: &[f32], out: usize, inp: usize) -> Packed {
+        match p {
+            Precision::F32 => Packed::F32(F32Linear::new(w, out, inp)),
+            Precision::Bf16 => Packed::Bf16(Bf16Linear::new(w, out, inp)),
+            Precision::Int8 => Packed::Int8(Int8Linear::new(w, out, inp)),
         }
-        candle.push(ms(start.elapsed()));
-        let start = Instant::now();
-        for layer in &packed {
-            for (w, x) in layer.iter().zip(&xv) {
-                let mut y = vec![0f32; t * w.out_features()];
-                w.forward(x, t, &mut y);
-                std::hint::black_box(&y);
-            }
-        }
-        once.push(ms(start.elapsed()));
     }
-    Ok((p50(candle), p50(once)))
+    fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        match self {
+            Packed::F32(w) => w.forward(x, rows, y),
+            Packed::Bf16(w) => w.forward(x, rows, y),
+            Packed::Int8(w) => w.forward(x, rows, y),
+        }
+    }
+}
+
+/// The encoder's linear layers (Wqkv, Wo, Wi, mlp Wo) × layers, with random weights.
+struct LinearLayers {
+    shapes: [(usize, usize); 4],
+    weights: Vec<Vec<Tensor>>,
+}
+
+impl LinearLayers {
+    fn new(c: &modernbert::Config) -> Result<Self> {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let shapes = [(3 * h, h), (h, h), (2 * i, h), (h, i)];
+        let weights = (0..c.num_hidden_layers)
+            .map(|_| shapes.iter().map(|&(o, i)| Tensor::randn(0f32, 0.02, (o, i), &Device::Cpu)).collect())
+            .collect::<candle_core::Result<_>>()?;
+        Ok(LinearLayers { shapes, weights })
+    }
+
+    /// Weights in all layers.
+    fn params(&self) -> usize {
+        self.weights.len() * self.shapes.iter().map(|&(o, i)| o * i).sum::<usize>()
+    }
+
+    fn inputs(&self, t: usize) -> Result<Vec<Tensor>> {
+        Ok(self
+            .shapes
+            .iter()
+            .map(|&(_, i)| Tensor::randn(0f32, 1.0, (t, i), &Device::Cpu))
+            .collect::<candle_core::Result<_>>()?)
+    }
+
+    /// p50 ms of one pass at `t` tokens through candle's matmul (the `gemm` crate packs each
+    /// weight on every call: what the library ran at f32 before it packed weights once).
+    fn candle_ms(&self, t: usize, reps: usize) -> Result<f64> {
+        let xs = self.inputs(t)?;
+        let mut times = Vec::new();
+        for _ in 0..reps {
+            let start = Instant::now();
+            for layer in &self.weights {
+                for (w, x) in layer.iter().zip(&xs) {
+                    std::hint::black_box(x.matmul(&w.t()?)?);
+                }
+            }
+            times.push(ms(start.elapsed()));
+        }
+        Ok(p50(times))
+    }
+
+    /// p50 ms of one pass at `t` tokens through the kernels that `p` runs (packed once).
+    fn packed_ms(&self, p: Precision, t: usize, reps: usize) -> Result<f64> {
+        let packed: Vec<Vec<Packed>> = self
+            .weights
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .zip(&self.shapes)
+                    .map(|(w, &(o, i))| Ok(Packed::new(p, &w.flatten_all()?.to_vec1::<f32>()?, o, i)))
+                    .collect()
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let xs: Vec<Vec<f32>> =
+            self.inputs(t)?.iter().map(|x| x.flatten_all()?.to_vec1::<f32>()).collect::<candle_core::Result<_>>()?;
+        let mut times = Vec::new();
+        for _ in 0..reps {
+            let start = Instant::now();
+            for layer in &packed {
+                for ((w, x), &(o, _)) in layer.iter().zip(&xs).zip(&self.shapes) {
+                    let mut y = vec![0f32; t * o];
+                    w.forward(x, t, &mut y);
+                    std::hint::black_box(&y);
+                }
+            }
+            times.push(ms(start.elapsed()));
+        }
+        Ok(p50(times))
+    }
+}
+
+/// Memory read bandwidth in bytes/s: the best of 5 parallel sums over 1 GiB (far beyond L3).
+fn read_bandwidth() -> f64 {
+    let buf = vec![1f32; 1 << 28];
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            let s: f32 = buf.par_chunks(1 << 16).map(sum).sum();
+            std::hint::black_box(s);
+            (buf.len() * 4) as f64 / start.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
+
+/// A sum with 16 independent accumulators, so that it vectorises and memory is the limit.
+fn sum(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    for c in v.chunks_exact(16) {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum()
+}
+
+/// Bytes one weight takes at `p`.
+fn weight_bytes(p: Precision) -> f64 {
+    match p {
+        Precision::F32 => 4.0,
+        Precision::Bf16 => 2.0,
+        Precision::Int8 => 1.0,
+    }
 }
 
 fn main() -> Result<()> {
     let o = parse()?;
     let dir = modernbert::hub::resolve(&o.model)?;
+    let bandwidth = read_bandwidth();
+    println!("memory read bandwidth (this run): {:.1} GB/s", bandwidth / 1e9);
     println!(
-        "| precision | tokens | server p50 ms | library p50 ms | server − library ms | server / library | \
-         f32 linear layers: candle matmul ms | packed once ms | load avg |"
+        "| precision | tokens | server p50 ms | library p50 ms | server / library | weight read ms | \
+         arithmetic ms | library / max(read, arithmetic) | linear layers: candle matmul ms | packed ms | load avg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for precision in &o.precisions {
         let p: Precision = precision.parse()?;
         let model = Model::load_with(Path::new(&dir), p)?;
+        let layers = LinearLayers::new(&model.config)?;
+        // The kernels' rate at this precision on a compute-bound size, measured in this run.
+        let rate_tokens = 256;
+        let flops_per_token = 2.0 * layers.params() as f64;
+        let rate = flops_per_token * rate_tokens as f64 / (layers.packed_ms(p, rate_tokens, 3)? / 1e3);
+        println!("{precision}: linear-layer rate at {rate_tokens} tokens {:.1} GFLOP/s", rate / 1e9);
+        let read_ms = weight_bytes(p) * layers.params() as f64 / bandwidth * 1e3;
         let mut args = ServeArgs::for_model(dir.to_str().context("model path")?);
         args.precision = p;
         let server = modernbert_server::spawn(args)?;
@@ -150,22 +254,17 @@ fn main() -> Result<()> {
                 library.push(ms(start.elapsed()));
             }
             let (s, l) = (p50(served), p50(library));
-            let linear = if p == Precision::F32 {
-                let c = &model.config;
-                let (candle, packed) =
-                    linear_layers(tokens, c.hidden_size, c.intermediate_size, c.num_hidden_layers, o.reps.min(10))?;
-                (format!("{candle:.1}"), format!("{packed:.1}"))
-            } else {
-                ("".into(), "".into())
-            };
+            let arithmetic_ms = flops_per_token * tokens as f64 / rate * 1e3;
+            let reps = o.reps.min(10);
+            let candle =
+                if p == Precision::F32 { format!("{:.1}", layers.candle_ms(tokens, reps)?) } else { String::new() };
+            let packed = layers.packed_ms(p, tokens, reps)?;
             let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
             let load: Vec<&str> = load.split_whitespace().take(3).collect();
             println!(
-                "| {precision} | {tokens} | {s:.1} | {l:.1} | {:.1} | {:.2} | {} | {} | {} |",
-                s - l,
+                "| {precision} | {tokens} | {s:.1} | {l:.1} | {:.2} | {read_ms:.1} | {arithmetic_ms:.1} | {:.2} | {candle} | {packed:.1} | {} |",
                 s / l,
-                linear.0,
-                linear.1,
+                l / read_ms.max(arithmetic_ms),
                 load.join(" ")
             );
         }
