@@ -1,6 +1,7 @@
-//! Linear-layer GEMM rates: f32 (the `gemm` crate, what candle runs) vs [`Bf16Linear`]
-//! (AVX512-BF16) vs [`Int8Linear`] (AVX512-VNNI), `y[rows, out] = x[rows, in] · Wᵀ` with `W`
-//! stored `[out, in]`, all timed in the same run.
+//! Linear-layer GEMM rates: f32 (the `gemm` crate, what candle runs, which packs `W` on every
+//! call) vs [`F32Linear`] (packed once, what f32 inference runs) vs [`Bf16Linear`] (AVX512-BF16)
+//! vs [`Int8Linear`] (AVX512-VNNI), `y[rows, out] = x[rows, in] · Wᵀ` with `W` stored
+//! `[out, in]`, all timed in the same run; the ratios are against the `gemm` crate.
 //!
 //! `cargo run --release -p modernbert-kernels --example gemm_bench [-- --rows N] [--large]`
 //!
@@ -9,7 +10,7 @@
 //! `MODERNBERT_KERNELS_ISA=portable` times the portable fallback. Each figure is the best of
 //! several runs after a warm-up; GFLOP/s count 2·rows·in·out.
 
-use modernbert_kernels::{bf16_native, int8_native, Bf16Linear, Int8Linear};
+use modernbert_kernels::{bf16_native, int8_native, Bf16Linear, F32Linear, Int8Linear};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -96,39 +97,49 @@ fn main() {
         int8_native(),
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
-    println!("{:<22} {:>15} {:>15} {:>15} {:>7} {:>7}", "shape", "f32 gemm", "bf16", "int8", "bf16x", "int8x");
+    println!(
+        "{:<22} {:>15} {:>15} {:>15} {:>15} {:>7} {:>7} {:>7}",
+        "shape", "f32 gemm", "f32 packed", "bf16", "int8", "f32px", "bf16x", "int8x"
+    );
     let budget = Duration::from_millis(1500);
-    let (mut tf, mut tb, mut tq, mut flops) = (0.0, 0.0, 0.0, 0.0);
+    let (mut tf, mut tp, mut tb, mut tq, mut flops) = (0.0, 0.0, 0.0, 0.0, 0.0);
     for (name, inn, out) in shapes {
         let x = data(rows * inn, 1, 1.0);
         let w = data(out * inn, 2, 0.02);
         let mut y = vec![0f32; rows * out];
+        let lp = F32Linear::new(&w, out, inn);
         let lb = Bf16Linear::new(&w, out, inn);
         let lq = Int8Linear::new(&w, out, inn);
         let f = best(budget, || f32_gemm(&x, &w, rows, out, inn, black_box(&mut y)));
+        let p = best(budget, || lp.forward(&x, rows, black_box(&mut y)));
         let b = best(budget, || lb.forward(&x, rows, black_box(&mut y)));
         let q = best(budget, || lq.forward(&x, rows, black_box(&mut y)));
         let work = 2.0 * (rows * inn * out) as f64;
         let g = |t: Duration| work / t.as_secs_f64() / 1e9;
         println!(
-            "{name:<22} {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>6.2}x {:>6.2}x",
+            "{name:<22} {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>6.2}x {:>6.2}x {:>6.2}x",
             g(f),
+            g(p),
             g(b),
             g(q),
+            f.as_secs_f64() / p.as_secs_f64(),
             f.as_secs_f64() / b.as_secs_f64(),
             f.as_secs_f64() / q.as_secs_f64()
         );
         tf += f.as_secs_f64();
+        tp += p.as_secs_f64();
         tb += b.as_secs_f64();
         tq += q.as_secs_f64();
         flops += work;
     }
     println!(
-        "{:<22} {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>6.2}x {:>6.2}x",
+        "{:<22} {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>7.0} GFLOP/s {:>6.2}x {:>6.2}x {:>6.2}x",
         "all (time-weighted)",
         flops / tf / 1e9,
+        flops / tp / 1e9,
         flops / tb / 1e9,
         flops / tq / 1e9,
+        tf / tp,
         tf / tb,
         tf / tq
     );

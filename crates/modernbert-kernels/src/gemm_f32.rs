@@ -8,13 +8,19 @@
 //! Arithmetic: plain `f32` products and sums (fused multiply-adds where the CPU has them), `k` in
 //! order within a k block; results agree with any other `f32` GEMM to `f32` rounding
 //! (≲ 1e-6 relative to `Σ|x||w|`), not bit for bit. The microkernel is portable Rust, compiled
-//! three times (AVX-512F, AVX2 + FMA, baseline) and picked at run time.
+//! for AVX-512F and for the baseline, plus AVX2 + FMA intrinsics; picked at run time.
 
 use crate::gemm_pack::{AlignedCells, Panels, Plan, SendPtr, LANES, MR, NR};
 
 /// `k` per block: one block of a panel is `KC_MAX * 192` bytes (24 KiB), so it stays in L1
 /// while the rows of the task stream past it.
 const KC_MAX: usize = 128;
+
+/// From this many rows on, the `gemm` crate's blocked kernels (per panel) beat the microkernel
+/// here, and its packing of the panel is paid back.
+const GEMM_CRATE_ROWS: usize = 64;
+/// Rows per `gemm` crate call.
+const GEMM_CRATE_BLOCK: usize = 512;
 
 /// A linear layer's weight packed once for the f32 GEMM.
 #[derive(Clone, Debug)]
@@ -50,6 +56,9 @@ impl F32Linear {
         if rows == 0 {
             return;
         }
+        if rows >= GEMM_CRATE_ROWS {
+            return self.forward_gemm_crate(x, rows, y);
+        }
         let plan = Plan::new(rows, pn, KC_MAX);
         let yp = SendPtr(y.as_mut_ptr());
         let w = self.w.as_slice();
@@ -76,6 +85,51 @@ impl F32Linear {
                     }
                     k0 += kc;
                 }
+            }
+        });
+    }
+}
+
+impl F32Linear {
+    /// [`F32Linear::forward`] through the `gemm` crate, one call per panel: panel `p` is
+    /// `Wᵀ[:, p*NR ..]` stored `[in, nv*16]` row-major, a strided matrix the crate reads as is.
+    fn forward_gemm_crate(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        use rayon::prelude::*;
+        let pn = &self.pn;
+        let w = self.w.as_slice();
+        let yp = SendPtr(y.as_mut_ptr());
+        // One single-threaded call per (block of rows, panel), spread over the threads; a block
+        // of x (1.5 MiB at 768 features) stays in cache while the panels pass over it.
+        let blocks = rows.div_ceil(GEMM_CRATE_BLOCK);
+        (0..blocks * pn.n_panels).into_par_iter().for_each(|t| {
+            let (b, p) = (t / pn.n_panels, t % pn.n_panels);
+            let (r0, r1) = (b * GEMM_CRATE_BLOCK, ((b + 1) * GEMM_CRATE_BLOCK).min(rows));
+            let (nv, width) = (pn.nv(p), pn.width(p));
+            // SAFETY: x is [rows, inn] row-major; the panel holds inn rows of nv*16 values (the
+            // first `width` used); y is [rows, out] row-major, columns p*NR .. p*NR+width of
+            // rows r0 .. r1 belong to this task only.
+            unsafe {
+                gemm::gemm(
+                    r1 - r0,
+                    width,
+                    pn.inn,
+                    yp.get().add(r0 * pn.out + p * NR),
+                    1,
+                    pn.out as isize,
+                    false,
+                    x.as_ptr().add(r0 * pn.inn),
+                    1,
+                    pn.inn as isize,
+                    w.as_ptr().add(pn.offset(p)) as *const f32,
+                    1,
+                    (nv * LANES) as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
             }
         });
     }
@@ -116,41 +170,26 @@ unsafe fn micro(
             width: usize,
             first: bool,
         ) {
-            // 32 vector registers: four rows of three 16-lane accumulators.
-            rows::<4, true>(m, nv, kc, x, xs, w, y, ys, width, first)
-        }
-        #[allow(clippy::too_many_arguments)]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            m: usize,
-            nv: usize,
-            kc: usize,
-            x: *const f32,
-            xs: usize,
-            w: *const f32,
-            y: *mut f32,
-            ys: usize,
-            width: usize,
-            first: bool,
-        ) {
-            // 16 vector registers: two rows of six 8-lane accumulators.
-            rows::<2, true>(m, nv, kc, x, xs, w, y, ys, width, first)
+            // 32 registers of 16 lanes: 4 rows × 48 columns of accumulators, 3 for the
+            // weights, 4 for the broadcasts.
+            rows::<4, 48, 16, true>(m, nv, kc, x, xs, w, y, ys, width, first)
         }
         if crate::Isa::active() == crate::Isa::Avx512 {
             return avx512(m, nv, kc, x, xs, w, y, ys, width, first);
         }
         if crate::gemm_pack::avx2_available() {
-            return avx2(m, nv, kc, x, xs, w, y, ys, width, first);
+            return avx2::micro(m, nv, kc, x, xs, w, y, ys, width, first);
         }
     }
-    rows::<1, false>(m, nv, kc, x, xs, w, y, ys, width, first)
+    rows::<2, 16, 8, false>(m, nv, kc, x, xs, w, y, ys, width, first)
 }
 
-/// The `m` rows in groups of `M` (the rest one by one), each group's accumulators kept in registers while
-/// the panel block is read once per group.
+/// The panel in passes of `W` columns (of `V` where fewer than `W` remain), each pass over the
+/// `m` rows in groups of `M` (the rest one by one), the group's accumulators in registers
+/// while the pass's slice of the panel block is read once per group.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn rows<const M: usize, const FMA: bool>(
+unsafe fn rows<const M: usize, const W: usize, const V: usize, const FMA: bool>(
     m: usize,
     nv: usize,
     kc: usize,
@@ -162,50 +201,59 @@ unsafe fn rows<const M: usize, const FMA: bool>(
     width: usize,
     first: bool,
 ) {
-    let mut i = 0;
-    while i < m {
-        let (x, y) = (x.add(i * xs), y.add(i * ys));
-        match (m - i >= M, nv) {
-            (true, 3) => tile::<M, 3, FMA>(kc, x, xs, w, y, ys, width, first),
-            (true, 2) => tile::<M, 2, FMA>(kc, x, xs, w, y, ys, width, first),
-            (true, _) => tile::<M, 1, FMA>(kc, x, xs, w, y, ys, width, first),
-            (false, 3) => tile::<1, 3, FMA>(kc, x, xs, w, y, ys, width, first),
-            (false, 2) => tile::<1, 2, FMA>(kc, x, xs, w, y, ys, width, first),
-            (false, _) => tile::<1, 1, FMA>(kc, x, xs, w, y, ys, width, first),
+    // Panel rows are nv * 16 wide, zero past `width`: a pass may run into the padding.
+    let ws = nv * LANES;
+    let mut c0 = 0;
+    while c0 < width {
+        let wide = ws - c0 >= W;
+        let valid = (width - c0).min(if wide { W } else { V });
+        let (w, y) = (w.add(c0), y.add(c0));
+        let mut i = 0;
+        while i < m {
+            let (x, y) = (x.add(i * xs), y.add(i * ys));
+            let group = m - i >= M;
+            match (group, wide) {
+                (true, true) => tile::<M, W, FMA>(kc, x, xs, w, ws, y, ys, valid, first),
+                (true, false) => tile::<M, V, FMA>(kc, x, xs, w, ws, y, ys, valid, first),
+                (false, true) => tile::<1, W, FMA>(kc, x, xs, w, ws, y, ys, valid, first),
+                (false, false) => tile::<1, V, FMA>(kc, x, xs, w, ws, y, ys, valid, first),
+            }
+            i += if group { M } else { 1 };
         }
-        i += if m - i >= M { M } else { 1 };
+        c0 += if wide { W } else { V };
     }
 }
 
-/// `M` rows × `NV * 16` columns over `kc` values of k (autovectorised over the columns);
-/// `FMA`: fused multiply-adds.
+/// `M` rows × `W` columns (weight rows `ws` apart) over `kc` values of k, autovectorised over
+/// the columns; `valid` columns are read and written. `FMA`: fused multiply-adds.
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn tile<const M: usize, const NV: usize, const FMA: bool>(
+unsafe fn tile<const M: usize, const W: usize, const FMA: bool>(
     kc: usize,
     x: *const f32,
     xs: usize,
     w: *const f32,
+    ws: usize,
     y: *mut f32,
     ys: usize,
-    width: usize,
+    valid: usize,
     first: bool,
 ) {
-    let mut acc = [[0f32; NR]; M];
+    let mut acc = [[0f32; W]; M];
     if !first {
         for (r, a) in acc.iter_mut().enumerate() {
-            for (c, v) in a.iter_mut().enumerate().take(width) {
+            for (c, v) in a.iter_mut().enumerate().take(valid) {
                 *v = *y.add(r * ys + c);
             }
         }
     }
     for k in 0..kc {
-        let wk = w.add(k * NV * LANES);
+        let wk = w.add(k * ws);
         let mut xk = [0f32; M];
         for (r, v) in xk.iter_mut().enumerate() {
             *v = *x.add(r * xs + k);
         }
-        for c in 0..NV * LANES {
+        for c in 0..W {
             let wc = *wk.add(c);
             for r in 0..M {
                 // `mul_add` is one instruction where the build has FMA, a slow call otherwise.
@@ -214,8 +262,99 @@ unsafe fn tile<const M: usize, const NV: usize, const FMA: bool>(
         }
     }
     for (r, a) in acc.iter().enumerate() {
-        for (c, &v) in a.iter().enumerate().take(width) {
+        for (c, &v) in a.iter().enumerate().take(valid) {
             *y.add(r * ys + c) = v;
+        }
+    }
+}
+
+/// The AVX2 + FMA microkernel in intrinsics (the autovectorised tile spills with 16 registers):
+/// up to 6 rows × 16 columns of accumulators (12 registers), 2 for the weights, 1 broadcast.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    /// Rows per tile.
+    const MT: usize = 6;
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn micro(
+        m: usize,
+        nv: usize,
+        kc: usize,
+        x: *const f32,
+        xs: usize,
+        w: *const f32,
+        y: *mut f32,
+        ys: usize,
+        width: usize,
+        first: bool,
+    ) {
+        let ws = nv * LANES;
+        let mut c0 = 0;
+        while c0 < width {
+            let valid = (width - c0).min(LANES);
+            let mut i = 0;
+            while i < m {
+                let mt = MT.min(m - i);
+                let (xt, wt, yt) = (x.add(i * xs), w.add(c0), y.add(i * ys + c0));
+                match mt {
+                    6 => tile::<6>(kc, xt, xs, wt, ws, yt, ys, valid, first),
+                    5 => tile::<5>(kc, xt, xs, wt, ws, yt, ys, valid, first),
+                    4 => tile::<4>(kc, xt, xs, wt, ws, yt, ys, valid, first),
+                    3 => tile::<3>(kc, xt, xs, wt, ws, yt, ys, valid, first),
+                    2 => tile::<2>(kc, xt, xs, wt, ws, yt, ys, valid, first),
+                    _ => tile::<1>(kc, xt, xs, wt, ws, yt, ys, valid, first),
+                }
+                i += mt;
+            }
+            c0 += LANES;
+        }
+    }
+
+    /// `M` rows × 16 columns (weight rows `ws` apart, zero-padded past `valid`).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const M: usize>(
+        kc: usize,
+        x: *const f32,
+        xs: usize,
+        w: *const f32,
+        ws: usize,
+        y: *mut f32,
+        ys: usize,
+        valid: usize,
+        first: bool,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; M];
+        if !first {
+            for (r, a) in acc.iter_mut().enumerate() {
+                let mut row = [0f32; 16];
+                for (c, v) in row.iter_mut().enumerate().take(valid) {
+                    *v = *y.add(r * ys + c);
+                }
+                *a = [_mm256_loadu_ps(row.as_ptr()), _mm256_loadu_ps(row.as_ptr().add(8))];
+            }
+        }
+        for k in 0..kc {
+            let wk = w.add(k * ws);
+            let (w0, w1) = (_mm256_loadu_ps(wk), _mm256_loadu_ps(wk.add(8)));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let b = _mm256_broadcast_ss(&*x.add(r * xs + k));
+                a[0] = _mm256_fmadd_ps(b, w0, a[0]);
+                a[1] = _mm256_fmadd_ps(b, w1, a[1]);
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            let mut row = [0f32; 16];
+            _mm256_storeu_ps(row.as_mut_ptr(), a[0]);
+            _mm256_storeu_ps(row.as_mut_ptr().add(8), a[1]);
+            for (c, &v) in row.iter().enumerate().take(valid) {
+                *y.add(r * ys + c) = v;
+            }
         }
     }
 }
