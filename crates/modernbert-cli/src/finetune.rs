@@ -200,7 +200,7 @@ pub fn run(command: Commands) -> Result<()> {
             Ok(())
         }
         Commands::Evaluate(a) if a.task == "retrieval" => {
-            let model = crate::load_model(a.model.as_deref(), a.precision)?;
+            let model = crate::load_embedder(a.model.as_deref(), a.precision)?;
             let set = match (&a.beir, &a.queries, &a.corpus, &a.qrels) {
                 (Some(dir), _, _, _) => RetrievalSet::read_dir(dir)?,
                 (None, Some(q), Some(c), Some(r)) => RetrievalSet::read(q, c, r)?,

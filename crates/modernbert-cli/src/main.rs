@@ -68,6 +68,7 @@ enum Command {
     },
     /// Sentence embeddings as the model's format computes them (sentence-transformers pooling,
     /// Dense, Normalize, prompts; PyLate token vectors), or per-token states with --pooling none.
+    /// Without --model: $MODERNBERT_MODEL, else the shipped embedder models/modernbert-mini-embed.
     Embed {
         #[command(flatten)]
         model: ModelArgs,
@@ -248,7 +249,7 @@ fn run(cli: Cli) -> Result<()> {
             if done > 0 {
                 report(&format!("resuming after {done} of {} lines", texts.len()));
             }
-            let m = load(&model)?;
+            let m = load_embedder(model.model.as_deref(), model.precision)?;
             let token_states = pooling.as_deref() == Some("none");
             let opts = EmbedOptions {
                 prompt_name,
@@ -354,9 +355,19 @@ fn load(args: &ModelArgs) -> Result<Model> {
 
 /// Loads a model directory or hub id; `None` means the default model.
 fn load_model(spec: Option<&str>, precision: modernbert::Precision) -> Result<Model> {
+    load_or(spec, precision, default_model)
+}
+
+/// [`load_model`] for embedding and retrieval commands: `None` means the default embedding model
+/// (see [`modernbert::hub::default_embedding_model`]).
+fn load_embedder(spec: Option<&str>, precision: modernbert::Precision) -> Result<Model> {
+    load_or(spec, precision, modernbert::hub::default_embedding_model)
+}
+
+fn load_or(spec: Option<&str>, precision: modernbert::Precision, default: fn() -> Option<String>) -> Result<Model> {
     let spec = match spec {
         Some(spec) => spec.to_string(),
-        None => default_model().context(NO_MODEL)?,
+        None => default().context(NO_MODEL)?,
     };
     let dir = modernbert::hub::resolve(&spec)?;
     Ok(Model::load_with(&dir, precision)?)

@@ -28,7 +28,7 @@ pub struct IndexArgs {
     #[arg(long)]
     index: PathBuf,
     /// Embedding model: a directory or Hub id. Default: the model the index was built with, else
-    /// $MODERNBERT_MODEL, else models/modernbert-mini.
+    /// $MODERNBERT_MODEL, else models/modernbert-mini-embed (else models/modernbert-mini).
     #[arg(long, short)]
     model: Option<String>,
     /// Arithmetic of the encoder's linear layers: f32, bf16 or int8.

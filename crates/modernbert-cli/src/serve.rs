@@ -15,7 +15,8 @@ pub enum Commands {
 #[derive(Args)]
 pub struct ServeCommand {
     /// Model directory (config.json, model.safetensors, tokenizer.json) or Hugging Face Hub id.
-    /// Default: $MODERNBERT_MODEL, else the model shipped in this repository (models/modernbert-mini).
+    /// Default: $MODERNBERT_MODEL, else the embedding model shipped in this repository
+    /// (models/modernbert-mini-embed), else models/modernbert-mini.
     #[arg(long, short)]
     model: Option<String>,
     #[command(flatten)]
@@ -28,7 +29,7 @@ pub fn run(command: Commands) -> Result<()> {
         Commands::Serve(ServeCommand { model, mut server }) => {
             server.model = match model {
                 Some(m) => m,
-                None => crate::default_model().context(crate::NO_MODEL)?,
+                None => modernbert::hub::default_embedding_model().context(crate::NO_MODEL)?,
             };
             modernbert_server::run(server)
         }

@@ -192,6 +192,18 @@ fn default_model_is_the_shipped_one_unless_the_environment_names_another() {
     assert_ne!(from_tiny, from_shipped);
 }
 
+/// Without `--model`, `embed` runs the shipped embedder (models/modernbert-mini-embed), with its
+/// sentence-transformers pipeline and prompts.
+#[test]
+fn embed_defaults_to_the_shipped_embedder() {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/modernbert-mini-embed");
+    let args = ["embed", "--prompt-name", "query", "read a file line by line"];
+    let mut bare = Command::new(env!("CARGO_BIN_EXE_modernbert"));
+    bare.args(args).env("HF_HUB_OFFLINE", "1").env_remove("MODERNBERT_MODEL");
+    let named = [&args[..], &["--model", shipped.to_str().unwrap()]].concat();
+    assert_eq!(json_lines(&bare.output().unwrap()), json_lines(&run(&named)));
+}
+
 #[test]
 fn finetune_then_evaluate_and_classify() {
     let dir = tempfile::tempdir().unwrap();

@@ -100,9 +100,9 @@ fn side_prompts(model: &Model) -> (Option<String>, Option<String>) {
 pub fn resolve_spec(spec: Option<&str>) -> Result<String> {
     match spec {
         Some(s) => Ok(s.to_string()),
-        None => modernbert::hub::default_model().context(
+        None => modernbert::hub::default_embedding_model().context(
             "no model given and none found: pass --model DIR, set MODERNBERT_MODEL, or run from a \
-             clone of this repository (models/modernbert-mini)",
+             clone of this repository (models/modernbert-mini-embed)",
         ),
     }
 }

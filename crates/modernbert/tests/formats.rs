@@ -62,37 +62,53 @@ pub fn case_options(case: &Value) -> EmbedOptions {
     }
 }
 
+/// Every case of a bi-encoder's `expected.json` through the library; the largest difference.
+fn check_bi_encoder(name: &str, dir: &Path, e: &Value) -> f32 {
+    let model = Model::load(dir).unwrap();
+    assert!(matches!(model.format, Format::SentenceTransformer(_)), "{name}: {}", model.format.name());
+    let mut worst = 0f32;
+    for (k, case) in e["cases"].as_array().unwrap().iter().enumerate() {
+        let texts: Vec<&str> = case["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let opts = case_options(case);
+        let want_ids = ids(&case["input_ids"]);
+        for (t, want) in texts.iter().zip(&want_ids) {
+            let p = model.prepare(t, &opts).unwrap();
+            assert_eq!(&p.ids, want, "{name} case {k}: token ids of {t:?}");
+            if let Some(n) = case["prompt_length"].as_u64() {
+                assert_eq!(p.prompt_len, n as usize, "{name} case {k}: prompt length");
+            }
+        }
+        let got = model.embed(&texts, &opts).unwrap();
+        for (g, want) in got.iter().zip(matrix(&case["embeddings"])) {
+            let Embedding::Pooled(g) = g else { panic!("{name}: token vectors from a bi-encoder") };
+            let d = max_diff(g, &want);
+            assert!(d <= 1e-4, "{name} case {k}: max diff {d}");
+            worst = worst.max(d);
+        }
+    }
+    worst
+}
+
 #[test]
 fn bi_encoders_match_sentence_transformers() {
     let all = names("bi-encoder");
     assert!(all.len() >= 5, "{all:?}");
     for name in all {
         let dir = fixtures().join(&name);
-        let e = expected(&dir);
-        let model = Model::load(&dir).unwrap();
-        assert!(matches!(model.format, Format::SentenceTransformer(_)), "{name}: {}", model.format.name());
-        let mut worst = 0f32;
-        for (k, case) in e["cases"].as_array().unwrap().iter().enumerate() {
-            let texts: Vec<&str> = case["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-            let opts = case_options(case);
-            let want_ids = ids(&case["input_ids"]);
-            for (t, want) in texts.iter().zip(&want_ids) {
-                let p = model.prepare(t, &opts).unwrap();
-                assert_eq!(&p.ids, want, "{name} case {k}: token ids of {t:?}");
-                if let Some(n) = case["prompt_length"].as_u64() {
-                    assert_eq!(p.prompt_len, n as usize, "{name} case {k}: prompt length");
-                }
-            }
-            let got = model.embed(&texts, &opts).unwrap();
-            for (g, want) in got.iter().zip(matrix(&case["embeddings"])) {
-                let Embedding::Pooled(g) = g else { panic!("{name}: token vectors from a bi-encoder") };
-                let d = max_diff(g, &want);
-                assert!(d <= 1e-4, "{name} case {k}: max diff {d}");
-                worst = worst.max(d);
-            }
-        }
+        let worst = check_bi_encoder(&name, &dir, &expected(&dir));
         eprintln!("{name}: max |diff| {worst:.2e}");
     }
+}
+
+/// The shipped embedder (`models/modernbert-mini-embed`, bf16) against sentence-transformers on
+/// it (`tests/fixtures/shipped-modernbert-mini-embed`, written by scripts/ship_embedder.py).
+#[test]
+fn shipped_embedder_matches_sentence_transformers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let e = expected(&root.join("tests/fixtures/shipped-modernbert-mini-embed"));
+    let dir = root.join(e["model"].as_str().unwrap());
+    let worst = check_bi_encoder("modernbert-mini-embed", &dir, &e);
+    eprintln!("shipped modernbert-mini-embed: max |diff| {worst:.2e}");
 }
 
 #[test]
