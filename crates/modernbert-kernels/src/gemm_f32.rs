@@ -7,8 +7,9 @@
 //!
 //! Arithmetic: plain `f32` products and sums (fused multiply-adds where the CPU has them), `k` in
 //! order within a k block; results agree with any other `f32` GEMM to `f32` rounding
-//! (≲ 1e-6 relative to `Σ|x||w|`), not bit for bit. The microkernel is portable Rust, compiled
-//! for AVX-512F and for the baseline, plus AVX2 + FMA intrinsics; picked at run time.
+//! (≲ 1e-6 relative to `Σ|x||w|`), not bit for bit. Below 64 rows our microkernel runs (AVX2 +
+//! FMA intrinsics, or portable Rust compiled for AVX-512F or the baseline, picked at run time);
+//! from 64 rows the `gemm` crate's blocked kernels, reading the packed panels in place.
 
 use crate::gemm_pack::{AlignedCells, Panels, Plan, SendPtr, LANES, MR, NR};
 
@@ -88,11 +89,10 @@ impl F32Linear {
             }
         });
     }
-}
 
-impl F32Linear {
-    /// [`F32Linear::forward`] through the `gemm` crate, one call per panel: panel `p` is
-    /// `Wᵀ[:, p*NR ..]` stored `[in, nv*16]` row-major, a strided matrix the crate reads as is.
+    /// [`F32Linear::forward`] through the `gemm` crate, one call per (block of rows, panel):
+    /// panel `p` is `Wᵀ[:, p*NR ..]` stored `[in, nv*16]` row-major, a strided matrix the crate
+    /// reads as is.
     fn forward_gemm_crate(&self, x: &[f32], rows: usize, y: &mut [f32]) {
         use rayon::prelude::*;
         let pn = &self.pn;
