@@ -43,6 +43,7 @@ CASES = [
 
 def card(out: Path, metrics: list[dict], baselines: dict, run: Path | None) -> str:
     config = json.loads((out / "config_sentence_transformers.json").read_text())
+    max_len = json.loads((out / "tokenizer_config.json").read_text())["model_max_length"]
     rows = []
     for m in metrics:
         base = baselines["sets"].get(m["set"], {})
@@ -70,7 +71,7 @@ tags: [modernbert, sentence-transformers, code-search]
 A sentence-transformers embedding model: `models/modernbert-mini` (our 16.9M-parameter ModernBERT,
 masked-LM pretrained on code and prose, see its card) fine-tuned for retrieval by
 `modernbert finetune --task embedding` (InfoNCE over in-batch negatives, cosine x 20, mean pooling,
-normalised 256-d vectors). It is the default model of `modernbert embed`, `modernbert serve` and
+normalised 256-d vectors; inputs up to {max_len} tokens). It is the default model of `modernbert embed`, `modernbert serve` and
 code search when no `--model` is given. Prompts: {prompts}.
 
 ```bash
@@ -120,6 +121,9 @@ def main() -> None:
     ap.add_argument("--metrics", type=Path, required=True)
     ap.add_argument("--baselines", type=Path, default=ROOT / "work/data/retrieval/baselines.json")
     ap.add_argument("--run", type=Path)
+    ap.add_argument("--max-seq-length", type=int, default=512,
+                    help="the shipped model's input limit (tokenizer_config model_max_length); training used 128, "
+                         "the backbone was pretrained to 2048, and code search chunks functions up to 512 tokens")
     args = ap.parse_args()
     src, out = args.checkpoint, args.out
     if out.exists():
@@ -133,6 +137,9 @@ def main() -> None:
     config = json.loads((out / "config.json").read_text())
     config["torch_dtype"] = "bfloat16"
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    tok_config = json.loads((out / "tokenizer_config.json").read_text())
+    tok_config["model_max_length"] = args.max_seq_length
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2, ensure_ascii=False) + "\n")
 
     from sentence_transformers import SentenceTransformer
     import sentence_transformers
