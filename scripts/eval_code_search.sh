@@ -2,7 +2,7 @@
 # Code-search evaluation (docs/code-search.md): MRR@10, Recall@10/100 and nDCG@10 at function
 # level for bm25, dense and hybrid, with one embedding model.
 #
-#   bash scripts/eval_code_search.sh [MODEL]      # MODEL: a directory or Hub id; default models/modernbert-mini
+#   bash scripts/eval_code_search.sh [MODEL]      # MODEL: a directory or Hub id; default models/modernbert-mini-embed
 #
 # 1. Builds the set once (scripts/build_code_search_eval.py → work/eval/code-search: ~60k lines of
 #    the Python 3.11 standard library with every docstring removed; 500 queries = a removed
@@ -16,7 +16,7 @@
 # RERANK (a cross-encoder or ColBERT model: adds a "hybrid + rerank" row), EVAL_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${1:-models/modernbert-mini}
+MODEL=${1:-models/modernbert-mini-embed}
 EVAL_DIR=${EVAL_DIR:-work/eval/code-search}
 PRECISION=${PRECISION:-f32}
 if [ -z "${MODERNBERT_BIN:-}" ]; then
