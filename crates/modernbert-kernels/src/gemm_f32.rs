@@ -11,7 +11,7 @@
 //! FMA intrinsics, or portable Rust compiled for AVX-512F or the baseline, picked at run time);
 //! from 64 rows the `gemm` crate's blocked kernels, reading the packed panels in place.
 
-use crate::gemm_pack::{AlignedCells, Panels, Plan, SendPtr, LANES, MR, NR};
+use crate::gemm_pack::{AlignedCells, Panels, SendPtr, LANES, MIN_PARALLEL_MACS, NR};
 
 /// `k` per block: one block of a panel is `KC_MAX * 192` bytes (24 KiB), so it stays in L1
 /// while the rows of the task stream past it.
@@ -60,34 +60,38 @@ impl F32Linear {
         if rows >= GEMM_CRATE_ROWS {
             return self.forward_gemm_crate(x, rows, y);
         }
-        let plan = Plan::new(rows, pn, KC_MAX);
+        // Few rows: every weight is read from memory once. The panels are split over the threads
+        // (never the rows, which would read the weights once per row block); each k block of a
+        // panel (24 KiB) stays in L1 while all the rows pass over it.
+        let threads = rayon::current_num_threads();
+        let parallel = threads > 1 && rows * pn.out * pn.inn >= MIN_PARALLEL_MACS;
+        let tasks = if parallel { (3 * threads).min(pn.n_panels) } else { 1 };
+        let per_task = pn.n_panels.div_ceil(tasks);
         let yp = SendPtr(y.as_mut_ptr());
         let w = self.w.as_slice();
-        plan.run(rows, pn.n_panels, |r0, r1, p0, p1| {
-            for p in p0..p1 {
+        let task = |t: usize| {
+            for p in t * per_task..((t + 1) * per_task).min(pn.n_panels) {
                 let (nv, width) = (pn.nv(p), pn.width(p));
-                let wpanel = &w[pn.offset(p)..][..pn.groups * nv * LANES];
                 let mut k0 = 0;
                 while k0 < pn.inn {
-                    let kc = plan.kgc.min(pn.inn - k0);
-                    let mut i = r0;
-                    while i < r1 {
-                        let m = MR.min(r1 - i);
-                        // SAFETY: rows i .. i+m and columns p*NR .. p*NR+width of y belong to
-                        // this task only; x has rows of inn values, the panel kc * nv * 16 cells
-                        // from k0 on.
-                        unsafe {
-                            let yt = yp.get().add(i * pn.out + p * NR);
-                            let xt = x.as_ptr().add(i * pn.inn + k0);
-                            let wt = wpanel.as_ptr().add(k0 * nv * LANES) as *const f32;
-                            micro(m, nv, kc, xt, pn.inn, wt, yt, pn.out, width, k0 == 0);
-                        }
-                        i += m;
+                    let kc = KC_MAX.min(pn.inn - k0);
+                    // SAFETY: columns p*NR .. p*NR+width of y belong to this task only; x has
+                    // `rows` rows of inn values, the panel kc * nv * 16 values from k0 on.
+                    unsafe {
+                        let yt = yp.get().add(p * NR);
+                        let wt = (w.as_ptr().add(pn.offset(p)) as *const f32).add(k0 * nv * LANES);
+                        micro(rows, nv, kc, x.as_ptr().add(k0), pn.inn, wt, yt, pn.out, width, k0 == 0);
                     }
                     k0 += kc;
                 }
             }
-        });
+        };
+        if tasks > 1 {
+            use rayon::prelude::*;
+            (0..tasks).into_par_iter().for_each(task);
+        } else {
+            task(0);
+        }
     }
 
     /// [`F32Linear::forward`] through the `gemm` crate, one call per (block of rows, panel):
@@ -135,7 +139,7 @@ impl F32Linear {
     }
 }
 
-/// `m <= MR` rows × one panel (`nv` vectors, `width` valid columns), `kc` values of k;
+/// `m` rows × one panel (`nv` vectors, `width` valid columns), `kc` values of k;
 /// `first`: start from zero, else accumulate onto `y`. Picks the widest build this CPU runs.
 ///
 /// # Safety
@@ -269,14 +273,12 @@ unsafe fn tile<const M: usize, const W: usize, const FMA: bool>(
 }
 
 /// The AVX2 + FMA microkernel in intrinsics (the autovectorised tile spills with 16 registers):
-/// up to 6 rows × 16 columns of accumulators (12 registers), 2 for the weights, 1 broadcast.
+/// 2 rows × a whole panel (up to 48 columns: 12 accumulator registers), so the panel block is
+/// read in order, once per pair of rows.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::LANES;
     use std::arch::x86_64::*;
-
-    /// Rows per tile.
-    const MT: usize = 6;
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
@@ -293,32 +295,27 @@ mod avx2 {
         first: bool,
     ) {
         let ws = nv * LANES;
-        let mut c0 = 0;
-        while c0 < width {
-            let valid = (width - c0).min(LANES);
-            let mut i = 0;
-            while i < m {
-                let mt = MT.min(m - i);
-                let (xt, wt, yt) = (x.add(i * xs), w.add(c0), y.add(i * ys + c0));
-                match mt {
-                    6 => tile::<6>(kc, xt, xs, wt, ws, yt, ys, valid, first),
-                    5 => tile::<5>(kc, xt, xs, wt, ws, yt, ys, valid, first),
-                    4 => tile::<4>(kc, xt, xs, wt, ws, yt, ys, valid, first),
-                    3 => tile::<3>(kc, xt, xs, wt, ws, yt, ys, valid, first),
-                    2 => tile::<2>(kc, xt, xs, wt, ws, yt, ys, valid, first),
-                    _ => tile::<1>(kc, xt, xs, wt, ws, yt, ys, valid, first),
-                }
-                i += mt;
+        let mut i = 0;
+        while i < m {
+            let two = m - i >= 2;
+            let (xt, yt) = (x.add(i * xs), y.add(i * ys));
+            match (two, nv) {
+                (true, 3) => tile::<2, 6>(kc, xt, xs, w, ws, yt, ys, width, first),
+                (true, 2) => tile::<2, 4>(kc, xt, xs, w, ws, yt, ys, width, first),
+                (true, _) => tile::<2, 2>(kc, xt, xs, w, ws, yt, ys, width, first),
+                (false, 3) => tile::<1, 6>(kc, xt, xs, w, ws, yt, ys, width, first),
+                (false, 2) => tile::<1, 4>(kc, xt, xs, w, ws, yt, ys, width, first),
+                (false, _) => tile::<1, 2>(kc, xt, xs, w, ws, yt, ys, width, first),
             }
-            c0 += LANES;
+            i += if two { 2 } else { 1 };
         }
     }
 
-    /// `M` rows × 16 columns (weight rows `ws` apart, zero-padded past `valid`).
-    #[allow(clippy::too_many_arguments)]
+    /// `M` rows × `V * 8` columns (weight rows `ws` apart, zero-padded past `valid`).
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile<const M: usize>(
+    unsafe fn tile<const M: usize, const V: usize>(
         kc: usize,
         x: *const f32,
         xs: usize,
@@ -329,29 +326,36 @@ mod avx2 {
         valid: usize,
         first: bool,
     ) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; M];
+        let mut acc = [[_mm256_setzero_ps(); V]; M];
         if !first {
             for (r, a) in acc.iter_mut().enumerate() {
-                let mut row = [0f32; 16];
+                let mut row = [0f32; 48];
                 for (c, v) in row.iter_mut().enumerate().take(valid) {
                     *v = *y.add(r * ys + c);
                 }
-                *a = [_mm256_loadu_ps(row.as_ptr()), _mm256_loadu_ps(row.as_ptr().add(8))];
+                for (v, av) in a.iter_mut().enumerate() {
+                    *av = _mm256_loadu_ps(row.as_ptr().add(8 * v));
+                }
             }
         }
         for k in 0..kc {
             let wk = w.add(k * ws);
-            let (w0, w1) = (_mm256_loadu_ps(wk), _mm256_loadu_ps(wk.add(8)));
-            for (r, a) in acc.iter_mut().enumerate() {
-                let b = _mm256_broadcast_ss(&*x.add(r * xs + k));
-                a[0] = _mm256_fmadd_ps(b, w0, a[0]);
-                a[1] = _mm256_fmadd_ps(b, w1, a[1]);
+            let mut b = [_mm256_setzero_ps(); M];
+            for (r, bv) in b.iter_mut().enumerate() {
+                *bv = _mm256_broadcast_ss(&*x.add(r * xs + k));
+            }
+            for v in 0..V {
+                let wv = _mm256_loadu_ps(wk.add(8 * v));
+                for r in 0..M {
+                    acc[r][v] = _mm256_fmadd_ps(b[r], wv, acc[r][v]);
+                }
             }
         }
         for (r, a) in acc.iter().enumerate() {
-            let mut row = [0f32; 16];
-            _mm256_storeu_ps(row.as_mut_ptr(), a[0]);
-            _mm256_storeu_ps(row.as_mut_ptr().add(8), a[1]);
+            let mut row = [0f32; 48];
+            for (v, av) in a.iter().enumerate() {
+                _mm256_storeu_ps(row.as_mut_ptr().add(8 * v), *av);
+            }
             for (c, &v) in row.iter().enumerate().take(valid) {
                 *y.add(r * ys + c) = v;
             }

@@ -27,7 +27,7 @@ pub(crate) const MR: usize = 8;
 /// Upper bound on the rows of one task (rows of x packed together, reused for every panel).
 const MC_MAX: usize = 64;
 /// Below this many multiply-adds a GEMM runs on the calling thread.
-const MIN_PARALLEL_MACS: usize = 1 << 20;
+pub(crate) const MIN_PARALLEL_MACS: usize = 1 << 20;
 
 /// Geometry of a weight matrix packed into panels of [`NR`] columns.
 #[derive(Clone, Debug)]

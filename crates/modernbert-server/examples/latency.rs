@@ -28,6 +28,11 @@ use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+// The `modernbert` binary's allocator: with glibc's, every large activation buffer is a fresh
+// mmap whose pages the kernel faults in and zeroes on each call.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     model: String,
     precisions: Vec<String>,

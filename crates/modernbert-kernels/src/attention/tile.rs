@@ -71,17 +71,33 @@ pub(crate) struct Group {
 /// kernel's instruction set available.
 pub(crate) type GroupFn = unsafe fn(&Dims, &Group);
 
-/// Portable version (plain Rust), `f32` arithmetic.
+/// Portable version (plain Rust), `f32` arithmetic; built for AVX2 + FMA too and picked at
+/// run time (the same operations in the same order, so the same results).
 pub(crate) unsafe fn group_portable(dims: &Dims, g: &Group) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm_pack::avx2_available() {
+        return group_avx2(dims, g, false);
+    }
     group_portable_impl(dims, g, false)
 }
 
 /// Portable version with probabilities rounded to bf16 (emulated bf16 arithmetic; `pack.rs`
 /// rounds Q, K and V).
 pub(crate) unsafe fn group_portable_round(dims: &Dims, g: &Group) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::gemm_pack::avx2_available() {
+        return group_avx2(dims, g, true);
+    }
     group_portable_impl(dims, g, true)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn group_avx2(dims: &Dims, g: &Group, round: bool) {
+    group_portable_impl(dims, g, round)
+}
+
+#[inline(always)]
 unsafe fn group_portable_impl(dims: &Dims, g: &Group, round: bool) {
     let (d, dp, c) = (dims.d, dims.dp, dims.c);
     let nk = g.np * PANEL;
