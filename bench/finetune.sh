@@ -6,6 +6,7 @@
 #   bash bench/finetune.sh sentiment   # Rotten Tomatoes train (8,530) -> SST-2 validation (872), accuracy
 #   bash bench/finetune.sh ner         # WNUT-16 train (1,915 sentences) -> seeded test split (479), entity F1
 #   bash bench/finetune.sh sentiment-small   # 500 RT rows, 1 epoch: a quick check
+#   SEED=7 bash bench/finetune.sh ner  # another seed (default 42): head init and data order differ
 #
 # Needs: the release binary (cargo build --release -p modernbert-cli), .venv from
 # scripts/setup-python.sh plus `accelerate`, and the data from scripts/fetch_finetune_data.sh (run here).
@@ -15,7 +16,8 @@ cd "$(dirname "$0")/.."
 which=${1:-sentiment}
 MODEL=${MODEL:-models/modernbert-mini}
 D=work/data/finetune
-OUT=work/bench-finetune/$which
+SEED=${SEED:-42}
+OUT=work/bench-finetune/$which-seed$SEED
 bash scripts/fetch_finetune_data.sh >&2
 case $which in
   sentiment) task=classification; train=$D/rt-train.jsonl; val=$D/sst2-validation.jsonl; epochs=3; lr=3e-4; bs=32 ;;
@@ -24,7 +26,7 @@ case $which in
   *) echo "unknown benchmark $which (sentiment, sentiment-small, ner)" >&2; exit 2 ;;
 esac
 COMMON=(--task "$task" --model "$MODEL" --train "$train" --validation "$val" --epochs "$epochs" --learning-rate "$lr"
-        --batch-size "$bs" --max-length 128 --weight-decay 1e-5 --warmup-ratio 0.1 --gradient-clip 1.0 --seed 42)
+        --batch-size "$bs" --max-length 128 --weight-decay 1e-5 --warmup-ratio 0.1 --gradient-clip 1.0 --seed "$SEED")
 rm -rf "$OUT"; mkdir -p "$OUT"
 echo "== ours" >&2
 RAYON_NUM_THREADS=2 target/release/modernbert finetune "${COMMON[@]}" --output "$OUT/ours" --no-progress > "$OUT/ours.json"

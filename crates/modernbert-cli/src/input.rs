@@ -240,10 +240,12 @@ pub fn resume(path: &Path, first: usize, expected: usize, indexed: bool) -> Resu
 }
 
 /// Runs `f` on consecutive chunks of `items` and prints each chunk's results as soon as they are
-/// computed (input order), with a progress bar on stderr when it is a terminal.
+/// computed (input order): JSON lines, or [`crate::readable`] lines when `readable` (stdout is a
+/// terminal); a progress bar on stderr when it is a terminal.
 pub fn in_chunks<T, R: serde::Serialize>(
     items: &[T],
     out: &mut impl std::io::Write,
+    readable: bool,
     mut f: impl FnMut(&[T]) -> Result<Vec<R>>,
 ) -> Result<()> {
     const CHUNK: usize = 256;
@@ -259,12 +261,11 @@ pub fn in_chunks<T, R: serde::Serialize>(
     } else {
         None
     };
+    let mut index = 0;
     for chunk in items.chunks(CHUNK) {
         for r in f(chunk)? {
-            // One buffer per line: a line reaches the output whole or (on a crash) as its tail.
-            let mut line = serde_json::to_vec(&r)?;
-            line.push(b'\n');
-            out.write_all(&line)?;
+            crate::write_line(out, index, &r, readable)?;
+            index += 1;
         }
         out.flush()?;
         if let Some(b) = &bar {

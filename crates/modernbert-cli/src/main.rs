@@ -7,6 +7,7 @@ mod data_cmd;
 #[cfg(feature = "train")]
 mod finetune;
 mod input;
+mod readable;
 #[cfg(feature = "search")]
 mod search;
 #[cfg(feature = "serve")]
@@ -203,11 +204,13 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let mut out = std::io::stdout().lock();
+    // On a terminal, results print as readable lines; piped or redirected, as JSON lines.
+    let readable = std::io::IsTerminal::is_terminal(&out);
     match cli.command {
         Command::FillMask { model, top_k, input, texts } => {
             let texts = input::texts(input.as_deref(), texts)?;
             let m = load(&model)?;
-            input::in_chunks(&texts, &mut out, |chunk| {
+            input::in_chunks(&texts, &mut out, readable, |chunk| {
                 let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                 let results = m.fill_mask(&refs, top_k, model.max_length)?;
                 Ok(chunk.iter().zip(results).map(|(text, masks)| json!({ "text": text, "masks": masks })).collect())
@@ -227,12 +230,12 @@ fn run(cli: Cli) -> Result<()> {
             texts,
         } => {
             let (texts, first, total) = input::texts_of_shard(input.as_deref(), texts, shard)?;
-            let (mut sink, done): (Box<dyn Write>, usize) = match &output {
+            let (mut sink, done, readable): (Box<dyn Write>, usize, bool) = match &output {
                 Some(path) => {
                     let (file, done) = input::resume(path, first, texts.len(), shard.is_some())?;
-                    (Box::new(file), done)
+                    (Box::new(file), done, false)
                 }
-                None => (Box::new(out), 0),
+                None => (Box::new(out), 0, readable),
             };
             // With --output, one line on stderr says where the file stands (job logs).
             let report = |what: &str| {
@@ -269,7 +272,7 @@ fn run(cli: Cli) -> Result<()> {
             let refs: Vec<&str> = texts[done..].iter().map(String::as_str).collect();
             // The index of the next text in the whole input (errors name it, shards print it).
             let mut next = first + done;
-            input::in_chunks(&refs, &mut sink, |chunk| {
+            input::in_chunks(&refs, &mut sink, readable, |chunk| {
                 let prepared = chunk
                     .iter()
                     .enumerate()
@@ -305,14 +308,14 @@ fn run(cli: Cli) -> Result<()> {
             let mut order: Vec<usize> = (0..scores.len()).collect();
             order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
             for i in order {
-                emit(&mut out, &json!({ "index": i, "score": scores[i], "text": documents[i] }))?;
+                write_line(&mut out, i, &json!({ "index": i, "score": scores[i], "text": documents[i] }), readable)?;
             }
         }
         Command::Classify { model, pair, aggregate, input, texts } => {
             let inputs = input::pairs(input.as_deref(), texts, pair)?;
             let m = load(&model)?;
             let refs: Vec<(&str, Option<&str>)> = inputs.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
-            input::in_chunks(&refs, &mut out, |chunk| {
+            input::in_chunks(&refs, &mut out, readable, |chunk| {
                 m.classify(chunk, model.max_length)?
                     .into_iter()
                     .zip(chunk)
@@ -330,8 +333,10 @@ fn run(cli: Cli) -> Result<()> {
             anyhow::ensure!(!texts.is_empty(), "no input text given");
             let m = load(&model)?;
             let inputs: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (t.as_str(), None)).collect();
-            for e in m.tokenizer()?.encode_batch(&inputs, model.max_length.map(modernbert::Truncation::right))? {
-                emit(&mut out, &json!({ "ids": e.ids, "tokens": e.tokens, "offsets": e.offsets }))?;
+            let encodings =
+                m.tokenizer()?.encode_batch(&inputs, model.max_length.map(modernbert::Truncation::right))?;
+            for (i, e) in encodings.into_iter().enumerate() {
+                write_line(&mut out, i, &json!({ "ids": e.ids, "tokens": e.tokens, "offsets": e.offsets }), readable)?;
             }
         }
         Command::Bench(args) => bench::run(args)?,
@@ -398,5 +403,18 @@ fn at_input(i: usize, e: modernbert::Error) -> anyhow::Error {
 fn emit(out: &mut impl Write, value: &impl Serialize) -> Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Writes result `index` as a JSON line, or as a [`readable`] line for a terminal; one write per
+/// line, so a line reaches the output whole or (on a crash) as its tail.
+fn write_line(out: &mut (impl Write + ?Sized), index: usize, value: &impl Serialize, readable: bool) -> Result<()> {
+    let mut line = if readable {
+        readable::line(index, &serde_json::to_value(value)?).into_bytes()
+    } else {
+        serde_json::to_vec(value)?
+    };
+    line.push(b'\n');
+    out.write_all(&line)?;
     Ok(())
 }

@@ -107,7 +107,92 @@ pub fn decays(name: &str, ndim: usize, cfg: &OptimizerConfig) -> bool {
 struct State {
     m: Vec<f32>,
     v: Vec<f32>,
+    /// Per [`BLOCK`] of values: whether `m` or `v` may be non-zero there. A block that is not
+    /// live and gets a zero gradient keeps `m = v = 0`, and its AdamW update is the weight decay
+    /// alone (bit for bit), so it is neither read nor written: the rows of a token embedding
+    /// that no batch has used yet, most of a fine-tuning run's vocabulary.
+    live: Vec<bool>,
     decay: bool,
+}
+
+/// Values per liveness flag (one embedding row of a 256-wide model).
+const BLOCK: usize = 256;
+/// Values per parallel task of the update; a multiple of [`BLOCK`].
+const CHUNK: usize = 1 << 14;
+
+impl State {
+    fn new(n: usize, decay: bool) -> Self {
+        State { m: vec![0.0; n], v: vec![0.0; n], live: vec![false; n.div_ceil(BLOCK)], decay }
+    }
+
+    /// Recomputes the liveness flags from the moments (after loading them).
+    fn relive(&mut self) {
+        for ((live, m), v) in self.live.iter_mut().zip(self.m.chunks(BLOCK)).zip(self.v.chunks(BLOCK)) {
+            *live = m.iter().chain(v).any(|&x| x != 0.0);
+        }
+    }
+}
+
+/// One step's scalars: the moments' coefficients, the step size and the weight-decay factor.
+#[derive(Clone, Copy)]
+struct Coeffs {
+    grad_scale: f32,
+    one_m_b1: f32,
+    b2: f32,
+    one_m_b2: f32,
+    eps: f32,
+    eta: f32,
+    keep: f32,
+}
+
+/// Plain AdamW in one pass over `p`, `m`, `v` and the gradient (none: zero), skipping the
+/// moments of blocks that are not live and get a zero gradient. Returns Σ (scaled g)² in f64,
+/// summed per chunk in order.
+fn fused_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: Option<&[f32]>, c: Coeffs) -> f64 {
+    let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: Option<&[f32]>| -> f64 {
+        let mut sq = 0f64;
+        for (b, live) in live.iter_mut().enumerate() {
+            let r = b * BLOCK..((b + 1) * BLOCK).min(p.len());
+            let gb = g.map(|g| &g[r.clone()]);
+            if !*live {
+                if gb.is_none_or(|g| g.iter().all(|&x| x == 0.0)) {
+                    if c.keep != 1.0 {
+                        p[r].iter_mut().for_each(|x| *x *= c.keep);
+                    }
+                    continue;
+                }
+                *live = true;
+            }
+            let (p, m, v) = (&mut p[r.clone()], &mut m[r.clone()], &mut v[r]);
+            for i in 0..p.len() {
+                let gi = gb.map_or(0.0, |g| g[i]) * c.grad_scale;
+                m[i] += c.one_m_b1 * (gi - m[i]);
+                v[i] = c.b2 * v[i] + c.one_m_b2 * (gi * gi);
+                sq += (gi as f64) * (gi as f64);
+                p[i] = p[i] * c.keep - c.eta * m[i] / (v[i].sqrt() + c.eps);
+            }
+        }
+        sq
+    };
+    let flags = CHUNK / BLOCK;
+    let parts: Vec<f64> = match g {
+        Some(g) => p
+            .par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(live.par_chunks_mut(flags))
+            .zip(g.par_chunks(CHUNK))
+            .map(|((((p, m), v), live), g)| update(p, m, v, live, Some(g)))
+            .collect(),
+        None => p
+            .par_chunks_mut(CHUNK)
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .zip(live.par_chunks_mut(flags))
+            .map(|(((p, m), v), live)| update(p, m, v, live, None))
+            .collect(),
+    };
+    parts.iter().sum()
 }
 
 /// What one optimizer step did.
@@ -134,8 +219,7 @@ impl AdamW {
             .iter()
             .map(|(name, var)| {
                 let n = var.elem_count();
-                let decay = decays(name, var.rank(), &cfg);
-                (name.clone(), State { m: vec![0.0; n], v: vec![0.0; n], decay })
+                (name.clone(), State::new(n, decays(name, var.rank(), &cfg)))
             })
             .collect();
         Self { cfg, step: 0, state }
@@ -167,6 +251,8 @@ impl AdamW {
     /// [`AdamW::step`] with every gradient multiplied by `grad_scale` first (gradient clipping
     /// without a scaled copy of the gradients). Runs in parallel over fixed chunks, with the
     /// chunks' partial sums added in order, so the result does not depend on the thread count.
+    /// Without update clipping, one fused pass per tensor that skips what stays zero
+    /// ([`State::live`]); with it, a pass for the moments and the clipping ratio, then the update.
     pub fn step_scaled(
         &mut self,
         model: &TrainModel,
@@ -176,7 +262,6 @@ impl AdamW {
         max_lr: f64,
         weight_decay: f64,
     ) -> Result<StepStats> {
-        const CHUNK: usize = 1 << 14;
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
@@ -196,6 +281,28 @@ impl AdamW {
                 Some(g) => bail!("gradient of `{name}` has {} values, expected {n}", g.elem_count()),
                 None => None,
             };
+            if !self.cfg.update_clipping {
+                let keep = if weight_decay > 0.0 && s.decay { (1.0 - lr / max_lr * weight_decay) as f32 } else { 1.0 };
+                let c = Coeffs { grad_scale, one_m_b1, b2: b2f, one_m_b2, eps, eta: lr as f32, keep };
+                let State { m, v, live, .. } = s;
+                // `update_in_place` takes a `Fn`; it runs it once, and the lock lets it write the moments.
+                let moments = std::sync::Mutex::new((m, v, live));
+                let run = |g: Option<&[f32]>| -> Result<f64> {
+                    let sum = std::sync::Mutex::new(0f64);
+                    update_in_place(var.as_tensor(), |p| {
+                        let mut guard = moments.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        let (m, v, live) = &mut *guard;
+                        *sum.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                            fused_update(p, m, v, live, g, c);
+                    })?;
+                    Ok(sum.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()))
+                };
+                sq += match &grad {
+                    Some(g) => with_f32(g, |g| run(Some(g)))??,
+                    None => run(None)?,
+                };
+                continue;
+            }
             // Moments, and per chunk Σ g²/max(v, ε²) (update clipping) and Σ g².
             let moments = |g: &[f32], m: &mut [f32], v: &mut [f32]| -> Vec<(f64, f64)> {
                 m.par_chunks_mut(CHUNK)
@@ -274,7 +381,80 @@ impl AdamW {
                 }
                 *dst = t.data;
             }
+            s.relive();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PyTorch's AdamW element by element (bias correction folded into the betas as above).
+    fn reference(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], c: Coeffs) {
+        for i in 0..p.len() {
+            let gi = g[i] * c.grad_scale;
+            m[i] += c.one_m_b1 * (gi - m[i]);
+            v[i] = c.b2 * v[i] + c.one_m_b2 * (gi * gi);
+            p[i] = p[i] * c.keep - c.eta * m[i] / (v[i].sqrt() + c.eps);
+        }
+    }
+
+    #[test]
+    fn fused_update_equals_dense_adamw_bit_for_bit_and_skips_untouched_blocks() {
+        // 3 chunks' worth of a 256-wide embedding (the last one partial), gradients on a few
+        // rows per step, as a batch's tokens give; one step with no gradient at all.
+        let n = 2 * CHUNK + 3 * BLOCK + 17;
+        let mut rng = 0x9e3779b97f4a7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let p0: Vec<f32> = (0..n).map(|_| next()).collect();
+        let (mut p, mut m, mut v, mut live) =
+            (p0.clone(), vec![0f32; n], vec![0f32; n], vec![false; n.div_ceil(BLOCK)]);
+        let (mut pr, mut mr, mut vr) = (p0.clone(), vec![0f32; n], vec![0f32; n]);
+        let rows_per_step: [&[usize]; 4] = [&[0, 5, 70, 130], &[5, 66], &[], &[131, 2]];
+        for (step, rows) in rows_per_step.iter().enumerate() {
+            let mut g = vec![0f32; n];
+            for &r in *rows {
+                for x in &mut g[r * BLOCK..((r + 1) * BLOCK).min(n)] {
+                    *x = next();
+                }
+            }
+            let c = Coeffs {
+                grad_scale: 0.7,
+                one_m_b1: 0.1 + 0.01 * step as f32,
+                b2: 0.98,
+                one_m_b2: 0.02,
+                eps: 1e-6,
+                eta: 1e-3,
+                keep: 1.0 - 1e-5,
+            };
+            let sq = if rows.is_empty() {
+                fused_update(&mut p, &mut m, &mut v, &mut live, None, c)
+            } else {
+                fused_update(&mut p, &mut m, &mut v, &mut live, Some(&g), c)
+            };
+            reference(&mut pr, &mut mr, &mut vr, &g, c);
+            let expected_sq: f64 = g.iter().map(|&x| ((x * c.grad_scale) as f64).powi(2)).sum();
+            assert!((sq - expected_sq).abs() <= 1e-9 * expected_sq.max(1.0), "step {step}: {sq} vs {expected_sq}");
+            for (name, a, b) in [("p", &p, &pr), ("m", &m, &mr), ("v", &v, &vr)] {
+                let bad = a.iter().zip(b.iter()).position(|(x, y)| x.to_bits() != y.to_bits());
+                assert_eq!(bad, None, "step {step}: {name} differs from dense AdamW");
+            }
+        }
+        let live_rows: Vec<usize> = live.iter().enumerate().filter(|(_, &l)| l).map(|(i, _)| i).collect();
+        assert_eq!(live_rows, vec![0, 2, 5, 66, 70, 130, 131]);
+        // Untouched rows only decayed: p0 * keep^4.
+        let keep = 1.0f32 - 1e-5;
+        assert_eq!(p[BLOCK + 3], p0[BLOCK + 3] * keep * keep * keep * keep);
+        // Loading moments recomputes the flags from them.
+        let mut state = State { m: m.clone(), v: v.clone(), live: vec![false; live.len()], decay: true };
+        state.relive();
+        assert_eq!(state.live, live);
     }
 }
