@@ -25,6 +25,7 @@ PYTHON="${PYTHON:-python3}"
 WHAT="${1:-all}"
 
 ST6_VERSION=6.3.0
+DATASETS_VERSION=5.2.0   # the SentenceTransformerTrainer of scripts/st_finetune.py (bench/embed_finetune.sh)
 SCIKIT_LEARN_VERSION=1.9.1
 SCIPY_VERSION=1.17.1
 
@@ -44,6 +45,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = st6 ]; then
   fi
   "$VENV/bin/python" -m pip install --quiet \
     "sentence-transformers==$ST6_VERSION" \
+    "datasets==$DATASETS_VERSION" \
     "scikit-learn==$SCIKIT_LEARN_VERSION" \
     "scipy==$SCIPY_VERSION"
   "$VENV/bin/python" - <<'PYEOF'
