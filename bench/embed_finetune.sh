@@ -5,9 +5,9 @@
 # evaluator (`modernbert evaluate --task retrieval`) on a held-out set. Prints each side's samples/s and
 # the ratio, and both nDCG@10 / MRR@10.
 #
-#   bash bench/embed_finetune.sh                 # 2,048 pairs, batch 64, MNRL (in-batch negatives)
+#   bash bench/embed_finetune.sh                 # 2,048 python-stdlib pairs, batch 64, MNRL (in-batch negatives)
 #   MINI=16 bash bench/embed_finetune.sh         # the same with gradient caching (CachedMNRL, mini-batch 16)
-#   ROWS=4096 BATCH=128 EVAL=code-rust bash bench/embed_finetune.sh
+#   SOURCE=rust-std EVAL=code-rust ROWS=3000 BATCH=128 bash bench/embed_finetune.sh
 #
 # Needs: the release binary (cargo build --release -p modernbert-cli), .venv from scripts/setup-python.sh
 # and scripts/setup-python-formats.sh st6, and the data of scripts/fetch_retrieval_data.sh (run here).
@@ -19,16 +19,20 @@ MODEL=${MODEL:-models/modernbert-mini}
 ROWS=${ROWS:-2048}
 BATCH=${BATCH:-64}
 MINI=${MINI:-0}
-EVAL=${EVAL:-code-python}
+SOURCE=${SOURCE:-python-stdlib}   # one source of train.jsonl (mixed sources need --batch-by-source: docs/finetuning.md)
+EVAL=${EVAL:-code-python}         # its held-out set
 SEED=${SEED:-42}
 D=work/data/retrieval
-OUT=work/bench-embed-finetune/rows$ROWS-batch$BATCH-mini$MINI
+OUT=work/bench-embed-finetune/$SOURCE-rows$ROWS-batch$BATCH-mini$MINI
 bash scripts/fetch_retrieval_data.sh >&2
 rm -rf "$OUT"; mkdir -p "$OUT"
-# A seeded sample of the training pairs (every source), query and positive only: both trainers read it.
-python3 - "$D/train.jsonl" "$OUT/pairs.jsonl" "$ROWS" <<'PY'
+# A seeded sample of one source's training pairs, query and positive only: both trainers read it.
+python3 - "$D/train.jsonl" "$OUT/pairs.jsonl" "$ROWS" "$SOURCE" <<'PY'
 import json, random, sys
 rows = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+rows = [r for r in rows if r["source"] == sys.argv[4]]
+if not rows:
+    sys.exit(f"no training pairs of source {sys.argv[4]!r}")
 random.Random(42).shuffle(rows)
 with open(sys.argv[2], "w", encoding="utf-8") as f:
     for r in rows[: int(sys.argv[3])]:
@@ -49,17 +53,17 @@ for side in ours st; do
   RAYON_NUM_THREADS=2 target/release/modernbert evaluate --task retrieval --model "$OUT/$side" \
       --beir "$D/eval/$EVAL" > "$OUT/$side-eval.json"
 done
-python3 - "$OUT" "$ROWS" "$BATCH" "$MINI" "$EVAL" <<'PY'
+python3 - "$OUT" "$(wc -l < "$OUT/pairs.jsonl")" "$BATCH" "$MINI" "$EVAL" "$SOURCE" <<'PY'
 import json, sys, pathlib
-out, rows, batch, mini, eval_set = pathlib.Path(sys.argv[1]), *sys.argv[2:]
+out, rows, batch, mini, eval_set, source = pathlib.Path(sys.argv[1]), *sys.argv[2:]
 ours = json.loads((out / "ours.json").read_text())["samples_per_sec"]
-st = json.loads((out / "st.json").read_text())
+st = json.loads((out / "st.json").read_text().splitlines()[-1])
 def metrics(side):
     m = json.loads((out / f"{side}-eval.json").read_text().splitlines()[-1])
     return m["ndcg_at_10"], m["mrr_at_10"]
 (on, om), (sn, sm) = metrics("ours"), metrics("st")
 loss = "CachedMNRL mini-batch " + mini if mini != "0" else "MNRL"
-print(f"embedding fine-tuning, {rows} pairs, batch {batch}, {loss}: held-out {eval_set} nDCG@10 ours {on:.4f}, "
+print(f"embedding fine-tuning, {rows} {source} pairs, batch {batch}, {loss}: held-out {eval_set} nDCG@10 ours {on:.4f}, "
       f"sentence-transformers {sn:.4f}; MRR@10 ours {om:.4f}, sentence-transformers {sm:.4f}")
 print(f"training samples/s: ours {ours:.1f}, sentence-transformers {st['train_samples_per_second']:.1f} "
       f"-> {ours / st['train_samples_per_second']:.2f}x")

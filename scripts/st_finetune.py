@@ -35,6 +35,7 @@ datasets).
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -148,10 +149,12 @@ def main():
     )
     timer = StepTimer()
     trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=train, loss=loss, callbacks=[timer])
-    start = time.perf_counter()
-    result = trainer.train()
-    seconds = time.perf_counter() - start
-    model.save(args.output)
+    # stdout carries exactly one JSON line: the Trainer's own prints go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        start = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - start
+        model.save(args.output)
     print(
         json.dumps(
             {
