@@ -26,7 +26,9 @@ fn embedding_losses_and_gradients_match_sentence_transformers() {
     let r = candle_core::safetensors::load(fixture.join("reference.safetensors"), &Device::Cpu).unwrap();
     let rows: Vec<u32> = r["token_rows"].to_vec1::<i64>().unwrap().iter().map(|&v| v as u32).collect();
     let model_dir = root().join("tests/fixtures/tiny-mlm");
-    let cases: [(&str, Option<usize>, Option<usize>, Option<Vec<usize>>); 4] = [
+    // (case, hard negatives, GradCache mini-batch, Matryoshka dimensions)
+    type Case = (&'static str, Option<usize>, Option<usize>, Option<Vec<usize>>);
+    let cases: [Case; 4] = [
         ("mnrl", Some(0), None, None),
         ("mnrl-hard", None, None, None),
         ("cached", None, Some(4), None),

@@ -274,7 +274,7 @@ impl Job for EmbeddingJob {
         }
         let chunks: Vec<std::ops::Range<usize>> = match self.mini_batch {
             Some(m) => (0..texts.len()).step_by(m.max(1)).map(|s| s..(s + m.max(1)).min(texts.len())).collect(),
-            None => vec![0..texts.len()],
+            None => std::iter::once(0..texts.len()).collect(),
         };
         let keys: Vec<_> = (0..chunks.len()).map(|k| ctx.key(k as u64)).collect();
         let embed = |k: usize, r: &std::ops::Range<usize>| -> Result<Tensor> {
