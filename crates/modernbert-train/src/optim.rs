@@ -145,17 +145,16 @@ struct Coeffs {
     keep: f32,
 }
 
-/// Plain AdamW in one pass over `p`, `m`, `v` and the gradient (none: zero), skipping the
-/// moments of blocks that are not live and get a zero gradient. Returns Σ (scaled g)² in f64,
-/// summed per chunk in order.
-fn fused_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: Option<&[f32]>, c: Coeffs) -> f64 {
-    let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: Option<&[f32]>| -> f64 {
+/// Plain AdamW in one pass over `p`, `m`, `v` and the gradient `g`, skipping the moments of
+/// blocks that are not live and get a zero gradient. Returns Σ (scaled g)² in f64, summed per
+/// chunk in order.
+fn fused_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: &[f32], c: Coeffs) -> f64 {
+    let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: &[f32]| -> f64 {
         let mut sq = 0f64;
         for (b, live) in live.iter_mut().enumerate() {
             let r = b * BLOCK..((b + 1) * BLOCK).min(p.len());
-            let gb = g.map(|g| &g[r.clone()]);
             if !*live {
-                if gb.is_none_or(|g| g.iter().all(|&x| x == 0.0)) {
+                if g[r.clone()].iter().all(|&x| x == 0.0) {
                     if c.keep != 1.0 {
                         p[r].iter_mut().for_each(|x| *x *= c.keep);
                     }
@@ -163,9 +162,9 @@ fn fused_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], 
                 }
                 *live = true;
             }
-            let (p, m, v) = (&mut p[r.clone()], &mut m[r.clone()], &mut v[r]);
+            let (p, m, v, g) = (&mut p[r.clone()], &mut m[r.clone()], &mut v[r.clone()], &g[r]);
             for i in 0..p.len() {
-                let gi = gb.map_or(0.0, |g| g[i]) * c.grad_scale;
+                let gi = g[i] * c.grad_scale;
                 m[i] += c.one_m_b1 * (gi - m[i]);
                 v[i] = c.b2 * v[i] + c.one_m_b2 * (gi * gi);
                 sq += (gi as f64) * (gi as f64);
@@ -174,24 +173,14 @@ fn fused_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], 
         }
         sq
     };
-    let flags = CHUNK / BLOCK;
-    let parts: Vec<f64> = match g {
-        Some(g) => p
-            .par_chunks_mut(CHUNK)
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .zip(live.par_chunks_mut(flags))
-            .zip(g.par_chunks(CHUNK))
-            .map(|((((p, m), v), live), g)| update(p, m, v, live, Some(g)))
-            .collect(),
-        None => p
-            .par_chunks_mut(CHUNK)
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .zip(live.par_chunks_mut(flags))
-            .map(|(((p, m), v), live)| update(p, m, v, live, None))
-            .collect(),
-    };
+    let parts: Vec<f64> = p
+        .par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .zip(live.par_chunks_mut(CHUNK / BLOCK))
+        .zip(g.par_chunks(CHUNK))
+        .map(|((((p, m), v), live), g)| update(p, m, v, live, g))
+        .collect();
     parts.iter().sum()
 }
 
@@ -287,19 +276,18 @@ impl AdamW {
                 let State { m, v, live, .. } = s;
                 // `update_in_place` takes a `Fn`; it runs it once, and the lock lets it write the moments.
                 let moments = std::sync::Mutex::new((m, v, live));
-                let run = |g: Option<&[f32]>| -> Result<f64> {
+                let run = |g: &[f32]| -> Result<f64> {
                     let sum = std::sync::Mutex::new(0f64);
                     update_in_place(var.as_tensor(), |p| {
                         let mut guard = moments.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                         let (m, v, live) = &mut *guard;
-                        *sum.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                            fused_update(p, m, v, live, g, c);
+                        *sum.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = fused_update(p, m, v, live, g, c);
                     })?;
                     Ok(sum.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()))
                 };
                 sq += match &grad {
-                    Some(g) => with_f32(g, |g| run(Some(g)))??,
-                    None => run(None)?,
+                    Some(g) => with_f32(g, run)??,
+                    None => run(&vec![0f32; n])?,
                 };
                 continue;
             }
@@ -404,7 +392,7 @@ mod tests {
     #[test]
     fn fused_update_equals_dense_adamw_bit_for_bit_and_skips_untouched_blocks() {
         // 3 chunks' worth of a 256-wide embedding (the last one partial), gradients on a few
-        // rows per step, as a batch's tokens give; one step with no gradient at all.
+        // rows per step, as a batch's tokens give; one step with a zero gradient.
         let n = 2 * CHUNK + 3 * BLOCK + 17;
         let mut rng = 0x9e3779b97f4a7c15u64;
         let mut next = || {
@@ -434,11 +422,7 @@ mod tests {
                 eta: 1e-3,
                 keep: 1.0 - 1e-5,
             };
-            let sq = if rows.is_empty() {
-                fused_update(&mut p, &mut m, &mut v, &mut live, None, c)
-            } else {
-                fused_update(&mut p, &mut m, &mut v, &mut live, Some(&g), c)
-            };
+            let sq = fused_update(&mut p, &mut m, &mut v, &mut live, &g, c);
             reference(&mut pr, &mut mr, &mut vr, &g, c);
             let expected_sq: f64 = g.iter().map(|&x| ((x * c.grad_scale) as f64).powi(2)).sum();
             assert!((sq - expected_sq).abs() <= 1e-9 * expected_sq.max(1.0), "step {step}: {sq} vs {expected_sq}");
