@@ -400,10 +400,9 @@ fn at_input(i: usize, e: modernbert::Error) -> anyhow::Error {
     }
 }
 
+/// Writes `value` as one JSON line.
 fn emit(out: &mut impl Write, value: &impl Serialize) -> Result<()> {
-    serde_json::to_writer(&mut *out, value)?;
-    out.write_all(b"\n")?;
-    Ok(())
+    write_line(out, 0, value, false)
 }
 
 /// Writes result `index` as a JSON line, or as a [`readable`] line for a terminal; one write per

@@ -80,7 +80,18 @@ impl F32Linear {
                     unsafe {
                         let yt = yp.get().add(p * NR);
                         let wt = (w.as_ptr().add(pn.offset(p)) as *const f32).add(k0 * nv * LANES);
-                        micro(rows, nv, kc, x.as_ptr().add(k0), pn.inn, wt, yt, pn.out, width, k0 == 0);
+                        micro(Block {
+                            m: rows,
+                            nv,
+                            kc,
+                            x: x.as_ptr().add(k0),
+                            xs: pn.inn,
+                            w: wt,
+                            y: yt,
+                            ys: pn.out,
+                            width,
+                            first: k0 == 0,
+                        });
                     }
                     k0 += kc;
                 }
@@ -139,14 +150,12 @@ impl F32Linear {
     }
 }
 
-/// `m` rows × one panel (`nv` vectors, `width` valid columns), `kc` values of k;
-/// `first`: start from zero, else accumulate onto `y`. Picks the widest build this CPU runs.
-///
-/// # Safety
-/// `x` holds `m` rows of stride `xs` with `kc` values each, `w` holds `kc * nv * 16` values,
-/// `y` has `m` rows of stride `ys` with `width` writable columns.
-#[allow(clippy::too_many_arguments)]
-unsafe fn micro(
+/// One microkernel call: `m` rows × one panel (`nv` vectors, `width` valid columns), `kc` values
+/// of k; `first`: start from zero, else accumulate onto `y`. `x` holds `m` rows of stride `xs`
+/// with `kc` values each, `w` holds `kc * nv * 16` values, `y` has `m` rows of stride `ys` with
+/// `width` writable columns.
+#[derive(Clone, Copy)]
+struct Block {
     m: usize,
     nv: usize,
     kc: usize,
@@ -157,54 +166,37 @@ unsafe fn micro(
     ys: usize,
     width: usize,
     first: bool,
-) {
+}
+
+/// Runs `b` with the widest build this CPU runs.
+///
+/// # Safety
+/// The pointers of `b` cover what [`Block`] says.
+unsafe fn micro(b: Block) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(
-            m: usize,
-            nv: usize,
-            kc: usize,
-            x: *const f32,
-            xs: usize,
-            w: *const f32,
-            y: *mut f32,
-            ys: usize,
-            width: usize,
-            first: bool,
-        ) {
+        unsafe fn avx512(b: Block) {
             // 32 registers of 16 lanes: 4 rows × 48 columns of accumulators, 3 for the
             // weights, 4 for the broadcasts.
-            rows::<4, 48, 16, true>(m, nv, kc, x, xs, w, y, ys, width, first)
+            rows::<4, 48, 16, true>(b)
         }
         if crate::Isa::active() == crate::Isa::Avx512 {
-            return avx512(m, nv, kc, x, xs, w, y, ys, width, first);
+            return avx512(b);
         }
         if crate::gemm_pack::avx2_available() {
-            return avx2::micro(m, nv, kc, x, xs, w, y, ys, width, first);
+            return avx2::micro(b);
         }
     }
-    rows::<2, 16, 8, false>(m, nv, kc, x, xs, w, y, ys, width, first)
+    rows::<2, 16, 8, false>(b)
 }
 
 /// The panel in passes of `W` columns (of `V` where fewer than `W` remain), each pass over the
 /// `m` rows in groups of `M` (the rest one by one), the group's accumulators in registers
 /// while the pass's slice of the panel block is read once per group.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn rows<const M: usize, const W: usize, const V: usize, const FMA: bool>(
-    m: usize,
-    nv: usize,
-    kc: usize,
-    x: *const f32,
-    xs: usize,
-    w: *const f32,
-    y: *mut f32,
-    ys: usize,
-    width: usize,
-    first: bool,
-) {
+unsafe fn rows<const M: usize, const W: usize, const V: usize, const FMA: bool>(b: Block) {
+    let Block { m, nv, kc, x, xs, w, y, ys, width, first } = b;
     // Panel rows are nv * 16 wide, zero past `width`: a pass may run into the padding.
     let ws = nv * LANES;
     let mut c0 = 0;
@@ -277,23 +269,12 @@ unsafe fn tile<const M: usize, const W: usize, const FMA: bool>(
 /// read in order, once per pair of rows.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::LANES;
+    use super::{Block, LANES};
     use std::arch::x86_64::*;
 
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn micro(
-        m: usize,
-        nv: usize,
-        kc: usize,
-        x: *const f32,
-        xs: usize,
-        w: *const f32,
-        y: *mut f32,
-        ys: usize,
-        width: usize,
-        first: bool,
-    ) {
+    pub(super) unsafe fn micro(b: Block) {
+        let Block { m, nv, kc, x, xs, w, y, ys, width, first } = b;
         let ws = nv * LANES;
         let mut i = 0;
         while i < m {

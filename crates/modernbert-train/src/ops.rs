@@ -16,9 +16,10 @@ pub(crate) use modernbert::ops::{f32_data, rows_per_task, tensor, with_f32};
 
 /// Runs `f` on the contiguous f32 data of a CPU tensor (a variable's, say), changing it in place:
 /// no copy and no allocation, and every tensor sharing the storage sees the new values.
-pub(crate) fn update_in_place(t: &Tensor, f: impl Fn(&mut [f32])) -> Result<()> {
-    struct InPlace<F>(F);
-    impl<F: Fn(&mut [f32])> candle_core::InplaceOp1 for InPlace<F> {
+pub(crate) fn update_in_place(t: &Tensor, f: impl FnMut(&mut [f32])) -> Result<()> {
+    // candle's in-place op takes `&self`; the lock (taken once) lets `f` keep state of its own.
+    struct InPlace<F>(Mutex<F>);
+    impl<F: FnMut(&mut [f32])> candle_core::InplaceOp1 for InPlace<F> {
         fn name(&self) -> &'static str {
             "update-in-place"
         }
@@ -28,11 +29,11 @@ pub(crate) fn update_in_place(t: &Tensor, f: impl Fn(&mut [f32])) -> Result<()> 
             let (a, b) = layout
                 .contiguous_offsets()
                 .ok_or_else(|| candle_core::Error::Msg("update-in-place: tensor is not contiguous".into()))?;
-            (self.0)(&mut data[a..b]);
+            (saved(&self.0))(&mut data[a..b]);
             Ok(())
         }
     }
-    Ok(t.inplace_op1(&InPlace(f))?)
+    Ok(t.inplace_op1(&InPlace(Mutex::new(f)))?)
 }
 
 /// State a custom op saved in its forward pass for its backward pass. It is replaced whole, so a

@@ -145,6 +145,23 @@ struct Coeffs {
     keep: f32,
 }
 
+impl Coeffs {
+    /// Updates one value's moments from its raw gradient; returns the scaled gradient.
+    #[inline(always)]
+    fn moments(&self, g: f32, m: &mut f32, v: &mut f32) -> f32 {
+        let g = g * self.grad_scale;
+        *m += self.one_m_b1 * (g - *m);
+        *v = self.b2 * *v + self.one_m_b2 * (g * g);
+        g
+    }
+
+    /// One weight after decay and the AdamW step with its (already updated) moments.
+    #[inline(always)]
+    fn weight(&self, p: f32, m: f32, v: f32) -> f32 {
+        p * self.keep - self.eta * m / (v.sqrt() + self.eps)
+    }
+}
+
 /// Plain AdamW in one pass over `p`, `m`, `v` and the gradient `g`, skipping the moments of
 /// blocks that are not live and get a zero gradient. Returns Σ (scaled g)² in f64, summed per
 /// chunk in order.
@@ -164,11 +181,9 @@ fn fused_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], 
             }
             let (p, m, v, g) = (&mut p[r.clone()], &mut m[r.clone()], &mut v[r.clone()], &g[r]);
             for i in 0..p.len() {
-                let gi = g[i] * c.grad_scale;
-                m[i] += c.one_m_b1 * (gi - m[i]);
-                v[i] = c.b2 * v[i] + c.one_m_b2 * (gi * gi);
+                let gi = c.moments(g[i], &mut m[i], &mut v[i]);
                 sq += (gi as f64) * (gi as f64);
-                p[i] = p[i] * c.keep - c.eta * m[i] / (v[i].sqrt() + c.eps);
+                p[i] = c.weight(p[i], m[i], v[i]);
             }
         }
         sq
@@ -264,74 +279,61 @@ impl AdamW {
         for (name, var) in model.vars() {
             let s = self.state.get_mut(name).with_context(|| format!("no optimizer state for `{name}`"))?;
             let n = s.m.len();
-            let zeros;
             let grad = match grads.get(name) {
                 Some(g) if g.elem_count() == n => Some(g.flatten_all()?),
                 Some(g) => bail!("gradient of `{name}` has {} values, expected {n}", g.elem_count()),
                 None => None,
             };
+            // The gradient's values; a parameter without one has a zero gradient.
+            let with_grad = |f: &mut dyn FnMut(&[f32]) -> Result<()>| -> Result<()> {
+                match &grad {
+                    Some(g) => with_f32(g, |g| f(g))?,
+                    None => f(&vec![0f32; n]),
+                }
+            };
+            let keep =
+                |eta: f64| if weight_decay > 0.0 && s.decay { (1.0 - eta / max_lr * weight_decay) as f32 } else { 1.0 };
+            let c = Coeffs { grad_scale, one_m_b1, b2: b2f, one_m_b2, eps, eta: lr as f32, keep: keep(lr) };
             if !self.cfg.update_clipping {
-                let keep = if weight_decay > 0.0 && s.decay { (1.0 - lr / max_lr * weight_decay) as f32 } else { 1.0 };
-                let c = Coeffs { grad_scale, one_m_b1, b2: b2f, one_m_b2, eps, eta: lr as f32, keep };
                 let State { m, v, live, .. } = s;
-                // `update_in_place` takes a `Fn`; it runs it once, and the lock lets it write the moments.
-                let moments = std::sync::Mutex::new((m, v, live));
-                let run = |g: &[f32]| -> Result<f64> {
-                    let sum = std::sync::Mutex::new(0f64);
-                    update_in_place(var.as_tensor(), |p| {
-                        let mut guard = moments.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                        let (m, v, live) = &mut *guard;
-                        *sum.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = fused_update(p, m, v, live, g, c);
-                    })?;
-                    Ok(sum.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()))
-                };
-                sq += match &grad {
-                    Some(g) => with_f32(g, run)??,
-                    None => run(&vec![0f32; n])?,
-                };
+                with_grad(&mut |g| update_in_place(var.as_tensor(), |p| sq += fused_update(p, m, v, live, g, c)))?;
                 continue;
             }
             // Moments, and per chunk Σ g²/max(v, ε²) (update clipping) and Σ g².
-            let moments = |g: &[f32], m: &mut [f32], v: &mut [f32]| -> Vec<(f64, f64)> {
-                m.par_chunks_mut(CHUNK)
+            let mut partial: Vec<(f64, f64)> = Vec::new();
+            let (m, v) = (&mut s.m, &mut s.v);
+            with_grad(&mut |g| {
+                partial = m
+                    .par_chunks_mut(CHUNK)
                     .zip(v.par_chunks_mut(CHUNK))
                     .zip(g.par_chunks(CHUNK))
                     .map(|((m, v), g)| {
                         let (mut ratio, mut sq) = (0f64, 0f64);
                         for ((m, v), &gi) in m.iter_mut().zip(v.iter_mut()).zip(g) {
-                            let gi = gi * grad_scale;
-                            *m += one_m_b1 * (gi - *m);
-                            *v = b2f * *v + one_m_b2 * (gi * gi);
+                            let gi = c.moments(gi, m, v);
                             ratio += (gi * gi / v.max(eps2)) as f64;
                             sq += (gi as f64) * (gi as f64);
                         }
                         (ratio, sq)
                     })
-                    .collect()
-            };
-            let partial = match &grad {
-                Some(g) => with_f32(g, |g| moments(g, &mut s.m, &mut s.v))?,
-                None => {
-                    zeros = vec![0f32; n];
-                    moments(&zeros, &mut s.m, &mut s.v)
-                }
-            };
+                    .collect();
+                Ok(())
+            })?;
             let (ratio, tensor_sq) = partial.iter().fold((0f64, 0f64), |(r, q), (a, b)| (r + a, q + b));
             sq += tensor_sq;
             let rms = (ratio / n.max(1) as f64).sqrt();
-            let eta = if self.cfg.update_clipping && rms > 1.0 {
+            let eta = if rms > 1.0 {
                 stats.clipped += 1;
                 lr / rms
             } else {
                 lr
             };
-            let etaf = eta as f32;
-            let keep = if weight_decay > 0.0 && s.decay { (1.0 - eta / max_lr * weight_decay) as f32 } else { 1.0 };
+            let c = Coeffs { eta: eta as f32, keep: keep(eta), ..c };
             let (m, v) = (&s.m, &s.v);
             update_in_place(var.as_tensor(), |p| {
                 p.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK))).for_each(|(p, (m, v))| {
                     for ((x, &m), &v) in p.iter_mut().zip(m).zip(v) {
-                        *x = *x * keep - etaf * m / (v.sqrt() + eps);
+                        *x = c.weight(*x, m, v);
                     }
                 })
             })?;
