@@ -171,6 +171,7 @@ enum InputType {
 }
 
 fn main() {
+    modernbert::threads::keep_candle_on_one_thread();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

@@ -756,6 +756,7 @@ fn text_pairs(obj: &Bound<'_, PyAny>) -> PyResult<(Vec<(String, String)>, bool)>
 #[pymodule]
 #[pyo3(name = "_modernbert")]
 fn modernbert_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    modernbert::threads::keep_candle_on_one_thread();
     m.add_class::<PyModel>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -216,6 +216,7 @@ fn weight_bytes(p: Precision) -> f64 {
 }
 
 fn main() -> Result<()> {
+    modernbert::threads::keep_candle_on_one_thread();
     let o = parse()?;
     let dir = modernbert::hub::resolve(&o.model)?;
     let bandwidth = read_bandwidth();

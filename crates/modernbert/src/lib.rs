@@ -27,6 +27,7 @@ pub mod pooling;
 pub mod retrieval;
 pub mod rng;
 pub mod tasks;
+pub mod threads;
 pub mod tokenizer;
 pub mod weights;
 

@@ -93,6 +93,7 @@ impl ModernBert {
     /// Loads the backbone tensors (with or without the `model.` prefix); the encoder's linear
     /// layers are packed for `precision`.
     pub fn load(w: &dyn Params, config: &Config, precision: Precision) -> Result<Self> {
+        crate::threads::keep_candle_on_one_thread();
         let head_dim = config.head_dim();
         let max_pos = config.max_position_embeddings;
         let global = Arc::new(RopeTable::new(config.global_rope_theta as f32, head_dim, max_pos));
@@ -140,11 +141,13 @@ impl ModernBert {
         self.check(batch)?;
         let device = self.embeddings.tok_embeddings.device();
         let ids = Tensor::from_slice(&batch.input_ids, batch.num_tokens(), device)?;
-        let mut h = self.embeddings.forward(&ids)?;
-        for layer in &self.layers {
-            h = layer.forward(&h, batch)?;
-        }
-        let out = self.final_norm.forward(&h)?;
+        let out = modernbert_kernels::with_pool_awake(|| {
+            let mut h = self.embeddings.forward(&ids)?;
+            for layer in &self.layers {
+                h = layer.forward(&h, batch)?;
+            }
+            self.final_norm.forward(&h)
+        })?;
         if !crate::ops::with_f32(&out, |d| d.iter().all(|x| x.is_finite()))? {
             return Err(Error::Input("the model produced NaN or infinite values for this input".into()));
         }
