@@ -16,15 +16,17 @@ pub(crate) fn rows_per_task(rows: usize, row_elems: usize) -> Option<usize> {
     Some(((MIN_PARALLEL_ELEMS / 2) / row_elems.max(1)).max(1))
 }
 
-/// Runs `f` on rayon's pool with the pool's other threads kept awake until it returns.
+/// Runs `f` on rayon's pool with the pool's other threads kept awake while it runs.
 ///
 /// A short forward pass is a chain of parallel calls (one per linear layer) with a little serial
 /// work between them. Left alone, rayon's idle threads fall asleep within tens of microseconds,
 /// and each call then pays a futex wake-up (an inter-processor interrupt in a VM) to get its
 /// helper back; called from outside the pool, the caller also sleeps and is woken per call.
-/// Here `f` runs inside the pool and every other thread runs a keeper that steals and runs the
-/// pool's jobs as they appear and spins in between, so the calls inside `f` find their helpers
-/// awake. The keepers use a core each while `f` runs: for work that is parallel most of the time.
+/// Here `f` runs inside the pool and every other thread runs a keeper that runs the pool's jobs
+/// as they appear and spins in between, so the calls inside `f` find their helpers awake. A
+/// keeper leaves when `f` returns, or after [`KEEPER_PATIENCE`] without a job: one that a thread
+/// picked up while waiting inside another job (stacked above work that `f` may wait for) then
+/// stalls that work for at most that long instead of forever.
 pub fn with_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use std::sync::atomic::{AtomicBool, Ordering};
     let threads = rayon::current_num_threads();
@@ -37,20 +39,79 @@ pub fn with_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         for _ in 1..threads {
             let done = &done;
             s.spawn(move |_| {
-                // On the thread that runs `f` (popped while `f` waits inside a join), a keeper
-                // would wait for its own caller: leave at once.
-                if rayon::current_thread_index() == owner {
+                // Not on the thread that runs `f` (popped while `f` waits in a join), nor inside
+                // another keeper: there it would only hold up its own caller.
+                if rayon::current_thread_index() == owner || KEEPING.with(|k| k.replace(true)) {
                     return;
                 }
-                while !done.load(Ordering::Acquire) {
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                        std::hint::spin_loop();
-                    }
-                }
+                keep_awake(done);
+                KEEPING.with(|k| k.set(false));
             });
         }
         let result = f();
         done.store(true, Ordering::Release);
         result
     })
+}
+
+/// How long a keeper spins without finding a job before it leaves.
+pub const KEEPER_PATIENCE: std::time::Duration = std::time::Duration::from_millis(1);
+
+thread_local! {
+    static KEEPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs the pool's jobs as they appear until `done`, or until no job came for [`KEEPER_PATIENCE`].
+fn keep_awake(done: &std::sync::atomic::AtomicBool) {
+    use std::sync::atomic::Ordering;
+    let mut last_job = std::time::Instant::now();
+    let mut spins = 0u32;
+    while !done.load(Ordering::Acquire) {
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            last_job = std::time::Instant::now();
+            continue;
+        }
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(64) && last_job.elapsed() > KEEPER_PATIENCE {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_pool_awake;
+    use rayon::prelude::*;
+
+    fn parallel_sum(n: u64) -> u64 {
+        (0..n).into_par_iter().map(|i| i % 7).sum()
+    }
+
+    /// Concurrent and nested callers on a 3-thread pool all get their answers (keepers never wait
+    /// on work stacked below them for good).
+    #[test]
+    fn concurrent_and_nested_callers_finish_with_right_answers() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let expect = |n: u64| (0..n).map(|i| i % 7).sum::<u64>();
+        std::thread::scope(|s| {
+            for caller in 0..4u64 {
+                let pool = &pool;
+                s.spawn(move || {
+                    for round in 0..40u64 {
+                        let n = 10_000 + 997 * caller + round;
+                        let (a, b) = pool.install(|| {
+                            with_pool_awake(|| {
+                                let a = parallel_sum(n);
+                                (a, with_pool_awake(|| parallel_sum(n + 1)))
+                            })
+                        });
+                        assert_eq!((a, b), (expect(n), expect(n + 1)));
+                    }
+                });
+            }
+        });
+        // From outside any pool too (the global one).
+        assert_eq!(with_pool_awake(|| parallel_sum(123_457)), expect(123_457));
+    }
 }
