@@ -29,7 +29,7 @@ impl StepContext<'_> {
 }
 
 /// One fine-tuning task.
-pub trait Job {
+pub trait Job: Sync {
     /// Each training item's length in tokens (for batching by token budget).
     fn lengths(&self) -> &[usize];
 

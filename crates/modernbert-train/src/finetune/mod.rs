@@ -413,7 +413,7 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
             let items = &steps[state.step_in_epoch];
             let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
             let mut ctx = StepContext { cfg: &cfg, dropout, step: state.step, grads: &mut grads };
-            let loss = job.step(&model, items, &mut ctx)?;
+            let loss = modernbert_kernels::with_pool_awake(|| job.step(&model, items, &mut ctx))?;
             let to = Instant::now();
             let grad_norm = optim::grad_norm(&grads)?;
             if !loss.is_finite() || !grad_norm.is_finite() {
@@ -426,7 +426,9 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
             }
             let lr = lr_at(cfg.learning_rate, state.step, warmup, total_steps);
             let clip = optim::clip_factor(grad_norm, cfg.gradient_clip);
-            opt.step_scaled(&model, &grads, clip, lr, cfg.learning_rate, cfg.weight_decay)?;
+            modernbert_kernels::with_pool_awake(|| {
+                opt.step_scaled(&model, &grads, clip, lr, cfg.learning_rate, cfg.weight_decay)
+            })?;
             let secs = t0.elapsed().as_secs_f64();
             if timing {
                 eprintln!(
