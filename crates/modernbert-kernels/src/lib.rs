@@ -27,6 +27,7 @@ mod gemm_pack;
 mod gemm_tests;
 mod isa;
 mod math;
+pub mod matmul;
 pub mod norm;
 mod par;
 pub mod reference;
@@ -36,13 +37,14 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use attention::{attention_key_prefix, attention_varlen, attention_varlen_bf16};
-pub use geglu::{geglu, gelu_erf};
+pub use attention::{attention_key_prefix, attention_varlen, attention_varlen_backward, attention_varlen_bf16};
+pub use geglu::{geglu, geglu_backward, gelu_erf};
 pub use gemm_bf16::{bf16_native, Bf16Linear};
 pub use gemm_f32::F32Linear;
 pub use gemm_int8::{int8_native, Int8Linear};
 pub use gemm_pack::{bf16_bits_to_f32, f32_to_bf16_bits, round_to_bf16};
 pub use isa::Isa;
+pub use math::fast_exp;
 pub use norm::{add_layer_norm, layer_norm, layer_norm_inplace};
 pub use par::with_pool_awake;
 pub use rope::RopeTable;

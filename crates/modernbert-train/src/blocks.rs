@@ -8,9 +8,11 @@
 //! of [`crate::ops`]. Only bias-free layers with exact-erf GELU use these ops (every released
 //! ModernBERT); the model falls back to separate ops otherwise.
 
-use crate::ops::{f32_data, geglu_backward, matmul_par, saved, with_f32, AttentionOp, Mat};
+use crate::ops::{f32_data, saved, with_f32, AttentionOp};
 use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use modernbert_kernels::geglu_backward;
+use modernbert_kernels::matmul::{matmul_par, Mat};
 use std::sync::{Arc, Mutex};
 
 /// Two intermediates a forward pass keeps for its backward pass.

@@ -1,13 +1,14 @@
 //! Fused CPU ops for training, each a candle custom op with an analytic backward pass.
 //!
 //! Forward passes reuse the inference kernels of `modernbert-kernels` (LayerNorm, GeGLU,
-//! varlen local/global attention with RoPE inside); backward passes are written here. Every op
+//! varlen local/global attention with RoPE inside), and so do the backward passes of GeGLU and
+//! attention; the cross-entropy is written here. Every op
 //! is checked against the composed-primitive model (`Kernels::Composed`) in the tests, and that
 //! one against PyTorch (`tests/fixtures/train-step`).
 
 use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
-use modernbert_kernels::RopeTable;
+use modernbert_kernels::{fast_exp, geglu_backward, RopeTable};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -51,49 +52,6 @@ pub fn geglu(x: &Tensor) -> Result<Tensor> {
 
 struct GegluOp;
 
-/// `e^x` in f32 without branches or calls (so loops over it vectorize): `2^n · p(r)` with
-/// `x = n·ln2 + r`, `|r| ≤ ln2/2`, `p` a degree-6 Taylor polynomial (rel. error < 3e-8 + rounding).
-/// Inputs below −87 give ≈1.6e-38 (0 for every caller here); NaN propagates.
-#[inline(always)]
-pub(crate) fn fast_exp(x: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer in the low mantissa bits
-    let x_in = x;
-    let x = x.clamp(-87.0, 88.0);
-    let m = x * std::f32::consts::LOG2_E + MAGIC;
-    let n = m - MAGIC;
-    let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    // 2^n from the integer in m's low bits, with integer ops only (vectorizes; no float→int cast).
-    let two_n = f32::from_bits(m.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
-    // max/min above drop NaN; keep it (a NaN loss must stay NaN).
-    if x_in.is_nan() {
-        x_in
-    } else {
-        p * two_n
-    }
-}
-
-/// `Φ(u)` (standard normal CDF) and `φ(u)` (density). `Φ` uses the Numerical Recipes `erfc`
-/// rational approximation (fractional error < 1.2e-7), branch-free so it vectorizes.
-#[inline(always)]
-#[allow(clippy::excessive_precision)] // Numerical Recipes' constants, as published
-pub(crate) fn cdf_pdf(u: f32) -> (f32, f32) {
-    const INV_SQRT_2PI: f32 = 0.398_942_3;
-    let z = (u * std::f32::consts::FRAC_1_SQRT_2).abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -1.265_512_2
-        + t * (1.000_023_7
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * fast_exp(-z * z + poly);
-    // Φ(u) = erfc(−u/√2)/2: for u ≥ 0 that is 1 − erfc(|u|/√2)/2.
-    let cdf = if u >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc };
-    (cdf, INV_SQRT_2PI * fast_exp(-0.5 * u * u))
-}
-
 impl CustomOp1 for GegluOp {
     fn name(&self) -> &'static str {
         "train-geglu"
@@ -112,30 +70,6 @@ impl CustomOp1 for GegluOp {
         let dx = with_f32(x, |x| with_f32(dy, |dy| geglu_backward(x, dy, width / 2)))??;
         Ok(Some(tensor(dx, x.shape(), x)?))
     }
-}
-
-/// Gradient of GeGLU: `x` rows `[u | g]` of width `2·inter`, `dy` rows of width `inter`.
-pub(crate) fn geglu_backward(x: &[f32], dy: &[f32], inter: usize) -> Vec<f32> {
-    let width = 2 * inter;
-    let mut dx = vec![0f32; x.len()];
-    let rows = rows_per_task(width);
-    dx.par_chunks_mut(rows * width).zip(x.par_chunks(rows * width).zip(dy.par_chunks(rows * inter))).for_each(
-        |(dxc, (xc, dyc))| {
-            for ((dxr, xr), dyr) in dxc.chunks_exact_mut(width).zip(xc.chunks_exact(width)).zip(dyc.chunks_exact(inter))
-            {
-                let (u, g) = xr.split_at(inter);
-                let (du, dg) = dxr.split_at_mut(inter);
-                let n = inter;
-                let (du, dg, u, g, dy) = (&mut du[..n], &mut dg[..n], &u[..n], &g[..n], &dyr[..n]);
-                for k in 0..n {
-                    let (cdf, pdf) = cdf_pdf(u[k]);
-                    du[k] = dy[k] * g[k] * (cdf + u[k] * pdf);
-                    dg[k] = dy[k] * u[k] * cdf;
-                }
-            }
-        },
-    );
-    dx
 }
 
 // ---------------------------------------------------------------- attention
@@ -159,242 +93,6 @@ pub(crate) struct AttentionOp {
     head_dim: usize,
     rope: Arc<RopeTable>,
     window: Option<usize>,
-}
-
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, ar) = a.split_at(a.len() / 8 * 8);
-    let (bc, br) = b.split_at(ac.len());
-    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = (acc[0] + acc[4]) + (acc[1] + acc[5]) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ar.iter().zip(br) {
-        s += x * y;
-    }
-    s
-}
-
-/// Maximum of a slice (8 independent lanes so it vectorizes; NaN is propagated).
-fn max_lanes(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] = if c[l] > acc[l] || c[l].is_nan() { c[l] } else { acc[l] };
-        }
-    }
-    let mut m = f32::NEG_INFINITY;
-    for &v in acc.iter().chain(rest) {
-        m = if v > m || v.is_nan() { v } else { m };
-    }
-    m
-}
-
-/// Sum of a slice with 8 independent accumulators.
-fn sum_lanes(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += c[l];
-        }
-    }
-    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
-}
-
-/// A matrix operand: data, row stride, column stride (elements).
-#[derive(Clone, Copy)]
-pub(crate) struct Mat<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> Mat<'a> {
-    pub(crate) fn rows(data: &'a [f32], width: usize) -> Self {
-        Self { data, rs: width, cs: 1 }
-    }
-
-    /// The transpose of a row-major `[_, width]` matrix.
-    pub(crate) fn cols(data: &'a [f32], width: usize) -> Self {
-        Self { data, rs: 1, cs: width }
-    }
-
-    fn check(&self, r: usize, c: usize) {
-        assert!(
-            r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.data.len(),
-            "matrix operand out of bounds"
-        );
-    }
-}
-
-/// `c[m×n] (+)= a[m×k] · b[k×n]`, `c` row-major with row stride `c_rs`, single-threaded gemm.
-#[allow(clippy::too_many_arguments)]
-fn matmul(c: &mut [f32], c_rs: usize, accumulate: bool, a: Mat, b: Mat, m: usize, n: usize, k: usize) {
-    gemm_with(c, c_rs, accumulate, a, b, (m, n, k), gemm::Parallelism::None)
-}
-
-/// [`matmul`] on the rayon pool (for the big token × feature products).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_par(c: &mut [f32], c_rs: usize, accumulate: bool, a: Mat, b: Mat, m: usize, n: usize, k: usize) {
-    gemm_with(c, c_rs, accumulate, a, b, (m, n, k), gemm::Parallelism::Rayon(rayon::current_num_threads()))
-}
-
-fn gemm_with(
-    c: &mut [f32],
-    c_rs: usize,
-    accumulate: bool,
-    a: Mat,
-    b: Mat,
-    (m, n, k): (usize, usize, usize),
-    par: gemm::Parallelism,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!((m - 1) * c_rs + n <= c.len(), "matmul destination out of bounds");
-    a.check(m, k);
-    b.check(k, n);
-    // SAFETY: the asserts above keep every access of gemm inside the three slices.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            c_rs as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-}
-
-/// Query rows per backward block (local layers: at least the window's width).
-const BWD_BLOCK: usize = 64;
-/// Query rows per backward block in global layers.
-const BWD_BLOCK_GLOBAL: usize = 256;
-
-impl AttentionOp {
-    /// Rotates `x` (one head vector) by the table row of `pos`; `inverse` applies Rᵀ.
-    fn rotate(&self, x: &mut [f32], pos: usize, inverse: bool) {
-        let half = self.head_dim / 2;
-        let (cos, sin) = self.rope.row(pos);
-        let (x1, x2) = x.split_at_mut(half);
-        for k in 0..half {
-            let (a, b, c, s) = (x1[k], x2[k], cos[k], sin[k]);
-            if inverse {
-                x1[k] = a * c + b * s;
-                x2[k] = b * c - a * s;
-            } else {
-                x1[k] = a * c - b * s;
-                x2[k] = b * c + a * s;
-            }
-        }
-    }
-
-    /// Gradients of one (document, head): returns `(dq, dk, dv)`, each `[n, d]`.
-    ///
-    /// Flash-attention-style: for each block of queries, recompute `P = softmax(Q Kᵀ·s)` over the
-    /// keys the block can see, then `dP = dO Vᵀ`, `dS = P ∘ (dP − rowsum(dO ∘ O))·s`,
-    /// `dQ += dS K`, `dK += dSᵀ Q`, `dV += Pᵀ dO` (GEMMs), and finally undo RoPE on `dQ`, `dK`.
-    fn backward_task(&self, qkv: &[f32], out: &[f32], dout: &[f32], start: usize, n: usize, h: usize) -> [Vec<f32>; 3] {
-        let d = self.head_dim;
-        let hd = self.heads * d;
-        let scale = (d as f32).powf(-0.5);
-        let mut q = vec![0f32; n * d];
-        let mut k = vec![0f32; n * d];
-        let mut v = vec![0f32; n * d];
-        let mut go = vec![0f32; n * d];
-        let mut delta = vec![0f32; n];
-        for i in 0..n {
-            let row = (start + i) * 3 * hd;
-            q[i * d..(i + 1) * d].copy_from_slice(&qkv[row + h * d..row + (h + 1) * d]);
-            k[i * d..(i + 1) * d].copy_from_slice(&qkv[row + hd + h * d..row + hd + (h + 1) * d]);
-            v[i * d..(i + 1) * d].copy_from_slice(&qkv[row + 2 * hd + h * d..row + 2 * hd + (h + 1) * d]);
-            self.rotate(&mut q[i * d..(i + 1) * d], i, false);
-            self.rotate(&mut k[i * d..(i + 1) * d], i, false);
-            let orow = (start + i) * hd + h * d;
-            go[i * d..(i + 1) * d].copy_from_slice(&dout[orow..orow + d]);
-            delta[i] = dot(&dout[orow..orow + d], &out[orow..orow + d]);
-        }
-        let mut dq = vec![0f32; n * d];
-        let mut dk = vec![0f32; n * d];
-        let mut dv = vec![0f32; n * d];
-        // Bigger blocks mean fewer, larger GEMMs; local layers keep blocks near the window size
-        // so that little of each block's key range is masked out.
-        let block = match self.window {
-            Some(w) => BWD_BLOCK.max(2 * w).min(n),
-            None => BWD_BLOCK_GLOBAL.min(n),
-        };
-        let max_keys = match self.window {
-            Some(w) => (block + 2 * w).min(n),
-            None => n,
-        };
-        let mut p = vec![0f32; block * max_keys];
-        let mut ds = vec![0f32; block * max_keys];
-        for q0 in (0..n).step_by(block) {
-            let q1 = (q0 + block).min(n);
-            let bq = q1 - q0;
-            let (k0, k1) = match self.window {
-                Some(w) => (q0.saturating_sub(w), (q1 - 1 + w + 1).min(n)),
-                None => (0, n),
-            };
-            let nk = k1 - k0;
-            let (qb, kb, vb, gob) = (&q[q0 * d..q1 * d], &k[k0 * d..k1 * d], &v[k0 * d..k1 * d], &go[q0 * d..q1 * d]);
-            matmul(&mut p, nk, false, Mat::rows(qb, d), Mat::cols(kb, d), bq, nk, d);
-            matmul(&mut ds, nk, false, Mat::rows(gob, d), Mat::cols(vb, d), bq, nk, d);
-            for r in 0..bq {
-                let i = q0 + r;
-                let (lo, hi) = match self.window {
-                    Some(w) => (i.saturating_sub(w).max(k0) - k0, (i + w + 1).min(k1) - k0),
-                    None => (0, nk),
-                };
-                let pr = &mut p[r * nk..(r + 1) * nk];
-                let dr = &mut ds[r * nk..(r + 1) * nk];
-                pr[..lo].fill(0.0);
-                pr[hi..].fill(0.0);
-                dr[..lo].fill(0.0);
-                dr[hi..].fill(0.0);
-                let (pw, dw) = (&mut pr[lo..hi], &mut dr[lo..hi]);
-                let max = max_lanes(pw) * scale;
-                for x in pw.iter_mut() {
-                    *x = fast_exp(*x * scale - max);
-                }
-                let inv = 1.0 / sum_lanes(pw);
-                let di = delta[i];
-                for (pj, dj) in pw.iter_mut().zip(dw.iter_mut()) {
-                    *pj *= inv;
-                    *dj = *pj * (*dj - di) * scale;
-                }
-            }
-            matmul(&mut dq[q0 * d..q1 * d], d, true, Mat::rows(&ds, nk), Mat::rows(kb, d), bq, d, nk);
-            matmul(&mut dk[k0 * d..k1 * d], d, true, Mat::cols(&ds, nk), Mat::rows(qb, d), nk, d, bq);
-            matmul(&mut dv[k0 * d..k1 * d], d, true, Mat::cols(&p, nk), Mat::rows(gob, d), nk, d, bq);
-        }
-        for i in 0..n {
-            self.rotate(&mut dq[i * d..(i + 1) * d], i, true);
-            self.rotate(&mut dk[i * d..(i + 1) * d], i, true);
-        }
-        [dq, dk, dv]
-    }
 }
 
 impl CustomOp1 for AttentionOp {
@@ -448,27 +146,16 @@ impl AttentionOp {
 
     /// `dqkv [T, 3D]` from `qkv`, the forward output `out` and its gradient `dout`.
     pub(crate) fn backward_all(&self, qkv: &[f32], out: &[f32], dout: &[f32]) -> Vec<f32> {
-        let (d, hd) = (self.head_dim, self.heads * self.head_dim);
-        let width = 3 * hd;
-        let tokens = qkv.len() / width;
-        let tasks: Vec<(usize, usize, usize)> = self
-            .cu_seqlens
-            .windows(2)
-            .flat_map(|w| (0..self.heads).map(move |h| (w[0] as usize, (w[1] - w[0]) as usize, h)))
-            .collect();
-        let grads: Vec<[Vec<f32>; 3]> =
-            tasks.par_iter().map(|&(start, n, h)| self.backward_task(qkv, out, dout, start, n, h)).collect();
-        let mut dqkv = vec![0f32; tokens * width];
-        for (&(start, n, h), g) in tasks.iter().zip(&grads) {
-            for i in 0..n {
-                let row = (start + i) * width;
-                for (part, gp) in g.iter().enumerate() {
-                    let at = row + part * hd + h * d;
-                    dqkv[at..at + d].copy_from_slice(&gp[i * d..(i + 1) * d]);
-                }
-            }
-        }
-        dqkv
+        modernbert_kernels::attention_varlen_backward(
+            qkv,
+            out,
+            dout,
+            &self.cu_seqlens,
+            self.heads,
+            self.head_dim,
+            &self.rope,
+            self.window,
+        )
     }
 }
 
@@ -734,28 +421,6 @@ mod tests {
             .sum::<f64>()
             / m as f64;
         assert!((plain.to_scalar::<f32>().unwrap() as f64 - want).abs() < 1e-5 * want.abs().max(1.0));
-    }
-
-    #[test]
-    fn fast_exp_and_normal_cdf_are_accurate() {
-        let mut worst = 0f64;
-        for i in -8000..=8000 {
-            let x = i as f32 * 0.01;
-            let want = (x as f64).exp();
-            worst = worst.max(((fast_exp(x) as f64 - want) / want).abs());
-        }
-        assert!(worst < 5e-7, "exp rel error {worst}");
-        assert!(fast_exp(-200.0) < 1e-37 && fast_exp(f32::NAN).is_nan());
-        let mut worst = 0f64;
-        for i in -1000..=1000 {
-            let u = i as f32 * 0.01;
-            let (cdf, pdf) = cdf_pdf(u);
-            let want = 0.5 * modernbert_kernels::reference::erfc(-(u as f64) / std::f64::consts::SQRT_2);
-            worst = worst
-                .max((cdf as f64 - want).abs() / want.max(1e-30))
-                .max((pdf as f64 - (-(u as f64).powi(2) / 2.0).exp() * 0.398_942_280_401_432_7).abs());
-        }
-        assert!(worst < 1e-5, "cdf/pdf error {worst}");
     }
 }
 

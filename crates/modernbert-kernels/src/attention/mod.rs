@@ -19,6 +19,7 @@
 //!
 //! Nothing of size `n x n` is ever stored; local attention costs `O(n w)`.
 
+mod backward;
 pub(crate) mod dense;
 mod pack;
 mod tile;
@@ -26,6 +27,7 @@ mod tile_bf16;
 
 use crate::rope::RopeTable;
 use crate::Isa;
+pub use backward::attention_varlen_backward;
 pub use dense::attention_key_prefix;
 use rayon::prelude::*;
 use std::cell::RefCell;
