@@ -26,7 +26,9 @@ pub(crate) fn rows_per_task(rows: usize, row_elems: usize) -> Option<usize> {
 /// as they appear and spins in between, so the calls inside `f` find their helpers awake. A
 /// keeper leaves when `f` returns, or after [`KEEPER_PATIENCE`] without a job: one that a thread
 /// picked up while waiting inside another job (stacked above work that `f` may wait for) then
-/// stalls that work for at most that long instead of forever.
+/// stalls that work for at most that long instead of forever. Spinning keepers hold their cores:
+/// wrap work that is parallel most of the time (a forward pass, a training step), not a long
+/// serial stretch.
 pub fn with_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use std::sync::atomic::{AtomicBool, Ordering};
     let threads = rayon::current_num_threads();
