@@ -31,14 +31,16 @@ pub(crate) fn rows_per_task(rows: usize, row_elems: usize) -> Option<usize> {
 /// serial stretch.
 pub fn with_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let threads = rayon::current_num_threads();
-    if threads < 2 {
+    // One keeper per other core at most: in a pool with more threads than cores, more keepers would
+    // spin on cores that the working threads need.
+    let keepers = rayon::current_num_threads().min(cores()) - 1;
+    if keepers == 0 {
         return f();
     }
     let done = AtomicBool::new(false);
     rayon::scope(|s| {
         let owner = rayon::current_thread_index();
-        for _ in 1..threads {
+        for _ in 0..keepers {
             let done = &done;
             s.spawn(move |_| {
                 // Not on the thread that runs `f` (popped while `f` waits in a join), nor inside
@@ -54,6 +56,12 @@ pub fn with_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         done.store(true, Ordering::Release);
         result
     })
+}
+
+/// The cores this process may run on (read once).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// How long a keeper spins without finding a job before it leaves.
