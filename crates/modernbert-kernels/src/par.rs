@@ -48,8 +48,15 @@ pub fn with_pool_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                 if rayon::current_thread_index() == owner || KEEPING.with(|k| k.replace(true)) {
                     return;
                 }
+                // Cleared on the way out, also if a job run by the keeper panics.
+                struct Leave;
+                impl Drop for Leave {
+                    fn drop(&mut self) {
+                        KEEPING.with(|k| k.set(false));
+                    }
+                }
+                let _leave = Leave;
                 keep_awake(done);
-                KEEPING.with(|k| k.set(false));
             });
         }
         let result = f();
@@ -123,5 +130,21 @@ mod tests {
         });
         // From outside any pool too (the global one).
         assert_eq!(with_pool_awake(|| parallel_sum(123_457)), expect(123_457));
+    }
+
+    /// A panic inside `f` (in a job a keeper may have run) reaches the caller, and the pool works
+    /// afterwards.
+    #[test]
+    fn a_panic_inside_reaches_the_caller_and_the_pool_keeps_working() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| {
+                with_pool_awake(|| (0..10_000u64).into_par_iter().for_each(|i| assert!(i != 7_777, "job {i}")))
+            })
+        }));
+        assert!(caught.is_err());
+        for _ in 0..20 {
+            assert_eq!(pool.install(|| with_pool_awake(|| parallel_sum(50_000))), (0..50_000u64).map(|i| i % 7).sum());
+        }
     }
 }
