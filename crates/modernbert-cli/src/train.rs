@@ -139,11 +139,9 @@ pub fn run(command: Commands) -> Result<()> {
     }
 }
 
-/// Process settings for training: candle's element-wise ops on the calling thread
-/// ([`modernbert::threads`]; +20% tokens/s on 2 cores when it was measured for pretraining), and
-/// freed memory kept by the allocator. Call before any other thread starts.
+/// Process settings for training: freed memory kept by the allocator. (candle's element-wise ops
+/// already run on the calling thread: `main` calls [`modernbert::threads`] first thing.)
 pub fn prepare_training_process() {
-    modernbert::threads::keep_candle_on_one_thread();
     keep_freed_memory();
 }
 
