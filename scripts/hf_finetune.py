@@ -267,6 +267,8 @@ def run():
     ap.add_argument("--gradient-clip", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true",
+                    help="mixed precision: torch.autocast bf16 on CPU (TrainingArguments(bf16=True)), f32 master weights")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -335,7 +337,7 @@ def run():
         dataloader_num_workers=0,
         eval_strategy="no", save_strategy="no", logging_strategy="no",
         report_to="none", disable_tqdm=True,
-        use_cpu=True, bf16=False, fp16=False,
+        use_cpu=True, bf16=args.bf16, fp16=False,
     )
     trainer = Trainer(model=model, args=targs, train_dataset=ListDataset(train_items),
                       eval_dataset=ListDataset(val_items), data_collator=collator)
@@ -387,7 +389,7 @@ def run():
         "train_samples_per_second": round(n_train * args.epochs / train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3), "torch_threads": torch.get_num_threads(),
         "steps": total_steps, "warmup_steps": warmup_steps, "train_loss": result.training_loss,
-        "num_labels": len(labels), "implementation": "hf-trainer",
+        "num_labels": len(labels), "implementation": "hf-trainer", "bf16": args.bf16,
         "torch": torch.__version__, "transformers": transformers.__version__,
     }
     return out

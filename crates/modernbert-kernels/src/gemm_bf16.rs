@@ -11,6 +11,7 @@
 use crate::gemm_pack::{
     f32_to_bf16_bits, packed_stride, with_scratch, AlignedCells, Panels, Plan, SendPtr, LANES, MR, NR,
 };
+use crate::matmul::Mat;
 
 /// Pairs of `k` per k block: one block of a panel is `KGC_MAX * 192` bytes (36 KiB of Zen 5's
 /// 48 KiB L1D), so it stays in L1 while the row block streams past it.
@@ -63,9 +64,9 @@ pub fn bf16_native() -> bool {
 /// Weights packed once at load time for the bf16 GEMM.
 #[derive(Clone, Debug)]
 pub struct Bf16Linear {
-    pn: Panels,
+    pub(crate) pn: Panels,
     /// Cells: two bf16 (`k = 2g` low half, `2g + 1` high half) of one output column.
-    w: AlignedCells,
+    pub(crate) w: AlignedCells,
 }
 
 impl Bf16Linear {
@@ -73,12 +74,31 @@ impl Bf16Linear {
     /// layout), rounding it to bf16 (round to nearest even, like torch).
     pub fn new(weight: &[f32], out_features: usize, in_features: usize) -> Self {
         assert_eq!(weight.len(), out_features * in_features, "weight is not [{out_features}, {in_features}]");
+        Self::from_mat(Mat::rows(weight, in_features), out_features, in_features)
+    }
+
+    /// Packs the weight `W[o, k] = weight(o, k)` stored in any order (the training GEMMs pack
+    /// transposed operands this way), rounded to bf16.
+    pub fn from_mat(weight: Mat, out_features: usize, in_features: usize) -> Self {
+        Self::from_mat_with(Bf16Path::active(), weight, out_features, in_features)
+    }
+
+    pub(crate) fn from_mat_with(path: Bf16Path, weight: Mat, out_features: usize, in_features: usize) -> Self {
         let pn = Panels::new(out_features, in_features, 2);
+        weight.check(out_features, in_features);
         let inn = in_features;
+        #[cfg(target_arch = "x86_64")]
+        if path == Bf16Path::Avx512 && (weight.cs == 1 || weight.rs == 1) && weight.rs.max(weight.cs) < (1 << 26) {
+            let mut w = AlignedCells::zeroed(pn.cells());
+            // SAFETY: AVX512-BF16 is present (the path), `check` keeps reads in `weight`.
+            unsafe { avx512::pack_weight(weight, &pn, w.as_mut_slice()) };
+            return Bf16Linear { pn, w };
+        }
+        let _ = path;
         let w = pn.pack(|o, g| {
             let k = 2 * g;
-            let lo = f32_to_bf16_bits(weight[o * inn + k]) as u32;
-            let hi = if k + 1 < inn { f32_to_bf16_bits(weight[o * inn + k + 1]) as u32 } else { 0 };
+            let lo = f32_to_bf16_bits(weight.at(o, k)) as u32;
+            let hi = if k + 1 < inn { f32_to_bf16_bits(weight.at(o, k + 1)) as u32 } else { 0 };
             lo | hi << 16
         });
         Bf16Linear { pn, w }
@@ -103,6 +123,12 @@ impl Bf16Linear {
     /// `y = x · Wᵀ` for `rows` rows of `f32` input (`[rows, in_features]`, rounded to bf16 on
     /// the fly); `y` (`[rows, out_features]`) is overwritten.
     pub fn forward(&self, x: &[f32], rows: usize, y: &mut [f32]) {
+        assert_eq!(x.len(), rows * self.pn.inn, "x is not [{rows}, {}]", self.pn.inn);
+        self.forward_with(Bf16Path::active(), Mat::rows(x, self.pn.inn), rows, y);
+    }
+
+    /// [`Bf16Linear::forward`] with `x` (`[rows, in_features]`) stored in any order.
+    pub fn forward_mat(&self, x: Mat, rows: usize, y: &mut [f32]) {
         self.forward_with(Bf16Path::active(), x, rows, y);
     }
 
@@ -124,9 +150,9 @@ impl Bf16Linear {
         }
     }
 
-    pub(crate) fn forward_with(&self, path: Bf16Path, x: &[f32], rows: usize, y: &mut [f32]) {
+    pub(crate) fn forward_with(&self, path: Bf16Path, x: Mat, rows: usize, y: &mut [f32]) {
         let pn = &self.pn;
-        assert_eq!(x.len(), rows * pn.inn, "x is not [{rows}, {}]", pn.inn);
+        x.check(rows, pn.inn);
         assert_eq!(y.len(), rows * pn.out, "y is not [{rows}, {}]", pn.out);
         if rows == 0 {
             return;
@@ -138,7 +164,7 @@ impl Bf16Linear {
         plan.run(rows, pn.n_panels, |r0, r1, p0, p1| {
             let nr = r1 - r0;
             with_scratch(nr * xs, |xb| {
-                pack_rows(path, &x[r0 * pn.inn..r1 * pn.inn], pn.inn, xb, xs);
+                pack_activations(path, x, r0, r1, pn.inn, xb, xs);
                 for p in p0..p1 {
                     let (nv, width) = (pn.nv(p), pn.width(p));
                     let wpanel = &w[pn.offset(p)..][..pn.groups * nv * LANES];
@@ -163,6 +189,26 @@ impl Bf16Linear {
                 }
             });
         });
+    }
+}
+
+/// Rounds rows `r0..r1` of `x` (`[_, inn]`, any storage order) to bf16 pairs, as
+/// [`pack_rows`] does: row `r` goes to `out[(r - r0) * xs ..]`.
+fn pack_activations(path: Bf16Path, x: Mat, r0: usize, r1: usize, inn: usize, out: &mut [u32], xs: usize) {
+    if x.cs == 1 && x.rs == inn {
+        return pack_rows(path, &x.data[r0 * inn..r1 * inn], inn, out, xs);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if path == Bf16Path::Avx512 && x.rs == 1 && x.cs < (1 << 26) && xs < (1 << 26) {
+        // SAFETY: AVX512-BF16 is present (the path); the caller checked `x` for `r1` rows.
+        return unsafe { avx512::pack_transposed(x, r0, r1, inn, out, xs) };
+    }
+    for (r, or) in (r0..r1).zip(out.chunks_exact_mut(xs)) {
+        for (g, c) in or[..inn.div_ceil(2)].iter_mut().enumerate() {
+            let lo = f32_to_bf16_bits(x.at(r, 2 * g)) as u32;
+            let hi = if 2 * g + 1 < inn { f32_to_bf16_bits(x.at(r, 2 * g + 1)) as u32 } else { 0 };
+            *c = lo | hi << 16;
+        }
     }
 }
 
@@ -318,7 +364,7 @@ unsafe fn portable_rows<const NV: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{LANES, MR};
+    use super::{Mat, LANES, MR};
     use std::arch::x86_64::*;
 
     #[inline(always)]
@@ -330,19 +376,97 @@ mod avx512 {
         }
     }
 
+    /// `v` rounded to bf16 in the high half of each lane (round to nearest even, NaN → 0x7FC0),
+    /// exactly like [`crate::gemm_pack::f32_to_bf16_bits`]; the low half is garbage.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn round(v: __m512) -> __m512i {
+        let b = _mm512_castps_si512(v);
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+        let r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb);
+        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7FC0_0000))
+    }
+
+    /// 16 cells from two vectors of values: `lo` in the low half, `hi` in the high half.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn cells(lo: __m512, hi: __m512) -> __m512i {
+        let keep_high = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
+        _mm512_or_si512(_mm512_srli_epi32::<16>(round(lo)), _mm512_and_si512(round(hi), keep_high))
+    }
+
+    /// Lane offsets `0, step, .., 15 * step` (for gathers and scatters; `step < 2^26`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn lane_offsets(step: usize) -> __m512i {
+        _mm512_mullo_epi32(
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+            _mm512_set1_epi32(step as i32),
+        )
+    }
+
+    /// Packs `W[o, k] = w.at(o, k)` into `pn`'s panels (`out`: zeroed, `pn.cells()` long) when `W`
+    /// is stored row-major (`w.cs == 1`: gathers along `o`) or column-major (`w.rs == 1`: loads).
+    ///
+    /// # Safety
+    /// AVX512-BF16 present; `w` checked for `pn.out × pn.inn`; strides below 2^26.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn pack_weight(w: Mat, pn: &super::Panels, out: &mut [u32]) {
+        let base = w.data.as_ptr();
+        let along_o = if w.rs == 1 { None } else { Some(lane_offsets(w.rs)) };
+        for p in 0..pn.n_panels {
+            let (nv, width, off) = (pn.nv(p), pn.width(p), pn.offset(p));
+            for g in 0..pn.groups {
+                let (k0, has_hi) = (2 * g, 2 * g + 1 < pn.inn);
+                for v in 0..nv {
+                    let o0 = p * super::NR + v * LANES;
+                    let mk = mask(width - v * LANES);
+                    let load = |k: usize| match along_o {
+                        // W column-major: 16 consecutive o are consecutive values.
+                        None => _mm512_maskz_loadu_ps(mk, base.add(o0 + k * w.cs)),
+                        Some(idx) => {
+                            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mk, idx, base.add(o0 * w.rs + k))
+                        }
+                    };
+                    let hi = if has_hi { load(k0 + 1) } else { _mm512_setzero_ps() };
+                    let c = cells(load(k0), hi);
+                    _mm512_store_si512(out.as_mut_ptr().add(off + g * nv * LANES + v * LANES) as *mut _, c);
+                }
+            }
+        }
+    }
+
+    /// [`super::pack_rows`] for rows `r0..r1` of an `x` stored transposed (`x.rs == 1`:
+    /// `x[r, k] = data[r + k * cs]`): loads along `r`, scatters into the rows of `out`.
+    ///
+    /// # Safety
+    /// AVX512-BF16 present; `x` checked for `r1 × inn`; `out` holds `(r1 - r0) * xs` cells;
+    /// `x.cs`, `xs` below 2^26.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn pack_transposed(x: Mat, r0: usize, r1: usize, inn: usize, out: &mut [u32], xs: usize) {
+        debug_assert!(out.len() >= (r1 - r0) * xs);
+        let base = x.data.as_ptr();
+        let rows_apart = lane_offsets(xs);
+        for g in 0..inn.div_ceil(2) {
+            let (k0, has_hi) = (2 * g, 2 * g + 1 < inn);
+            let mut r = r0;
+            while r < r1 {
+                let mk = mask(r1 - r);
+                let lo = _mm512_maskz_loadu_ps(mk, base.add(r + k0 * x.cs));
+                let hi =
+                    if has_hi { _mm512_maskz_loadu_ps(mk, base.add(r + (k0 + 1) * x.cs)) } else { _mm512_setzero_ps() };
+                let dst = out.as_mut_ptr().add((r - r0) * xs + g);
+                _mm512_mask_i32scatter_epi32::<4>(dst as *mut _, mk, rows_apart, cells(lo, hi));
+                r += LANES;
+            }
+        }
+    }
+
     /// Rounds one row to bf16 pairs (`out.len() == ceil(x.len() / 2)`), round to nearest
     /// even with NaN → 0x7FC0, exactly like [`crate::gemm_pack::f32_to_bf16_bits`].
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn pack_row(x: &[f32], out: &mut [u32]) {
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn round(v: __m512) -> __m512i {
-            let b = _mm512_castps_si512(v);
-            let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
-            let r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb);
-            let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-            _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7FC0_0000))
-        }
         // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
         let idx = _mm512_set_epi16(
             63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11,

@@ -3,6 +3,7 @@
 
 use crate::gemm_bf16::{pack_rows, Bf16Path};
 use crate::gemm_int8::{quantize_row, quantize_row_scalar, Int8Path};
+use crate::matmul::Mat;
 use crate::tests::Rng;
 use crate::{f32_to_bf16_bits, round_to_bf16, Bf16Linear, F32Linear, Int8Linear};
 
@@ -29,7 +30,7 @@ fn bf16_check(path: Bf16Path, rows: usize, out: usize, inn: usize, seed: u64) {
     let lin = Bf16Linear::new(&w, out, inn);
     assert_eq!((lin.out_features(), lin.in_features()), (out, inn));
     let mut y = vec![f32::NAN; rows * out];
-    lin.forward_with(path, &x, rows, &mut y);
+    lin.forward_with(path, Mat::rows(&x, inn), rows, &mut y);
     let mut yr = vec![0f32; rows * out];
     lin.forward_reference(&x, rows, &mut yr);
     for r in 0..rows {
@@ -337,5 +338,68 @@ fn microkernel_rate() {
         }
         let work = reps as f64 * (MR * NR * kg) as f64 * ops * 2.0;
         println!("{name}: {:.0} GFLOP/s (kg {kg}, {} lanes)", work / best / 1e9, LANES);
+    }
+}
+
+#[test]
+fn product_matches_f64_reference_in_every_orientation() {
+    use crate::matmul::{product, Arithmetic, Mat};
+    // (m, n, k): odd k (a padding pair), one row, parallel sizes, a training step's weight gradient.
+    for &(m, n, k) in &[(1, 1, 1), (3, 17, 5), (9, 49, 33), (65, 130, 301), (256, 96, 480)] {
+        let mut rng = Rng(m as u64 * 31 + k as u64);
+        let a = rng.vec(m * k, 1.0);
+        let b = rng.vec(k * n, 0.05);
+        // The same matrices stored both ways: `a` as [m, k] rows and as the transpose of [k, m].
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        for (arith, round) in [(Arithmetic::F32, (|v| v) as fn(f32) -> f32), (Arithmetic::Bf16, round_to_bf16)] {
+            for (ao, a_mat) in [("a rows", Mat::rows(&a, k)), ("a cols", Mat::cols(&at, m))] {
+                for (bo, b_mat) in [("b rows", Mat::rows(&b, n)), ("b cols", Mat::cols(&bt, k))] {
+                    let mut c = vec![f32::NAN; m * n];
+                    product(arith, &mut c, a_mat, b_mat, m, n, k);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let terms = (0..k).map(|kk| round(a[i * k + kk]) as f64 * round(b[kk * n + j]) as f64);
+                            let (want, mag) = terms.fold((0f64, 0f64), |(s, g), t| (s + t, g + t.abs()));
+                            let got = c[i * n + j] as f64;
+                            assert!(
+                                (got - want).abs() <= 1e-5 * mag + 1e-30,
+                                "{arith:?} {ao} {bo} {m}x{n}x{k} at ({i},{j}): {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bf16_operands_pack_the_same_from_any_storage_order() {
+    for &(rows, out, inn) in SHAPES {
+        let mut rng = Rng((rows * 1000 + out * 10 + inn) as u64);
+        let mut w = rng.vec(out * inn, 0.05);
+        w[0] = f32::NAN;
+        let x = rng.vec(rows * inn, 1.0);
+        let wt: Vec<f32> = (0..inn * out).map(|i| w[(i % out) * inn + i / out]).collect();
+        let xt: Vec<f32> = (0..inn * rows).map(|i| x[(i % rows) * inn + i / rows]).collect();
+        let want = Bf16Linear::from_mat_with(Bf16Path::Portable, Mat::rows(&w, inn), out, inn);
+        let mut y_want = vec![0f32; rows * out];
+        want.forward_with(Bf16Path::Portable, Mat::rows(&x, inn), rows, &mut y_want);
+        for path in Bf16Path::available() {
+            for (order, wm) in [("row-major", Mat::rows(&w, inn)), ("column-major", Mat::cols(&wt, out))] {
+                let lin = Bf16Linear::from_mat_with(path, wm, out, inn);
+                assert_eq!(lin.w.as_slice(), want.w.as_slice(), "{path:?} {order} W {out}x{inn}");
+            }
+            // Transposed activations give the same products as row-major ones, bit for bit.
+            let (mut y_rows, mut y_cols) = (vec![f32::NAN; rows * out], vec![f32::NAN; rows * out]);
+            want.forward_with(path, Mat::rows(&x, inn), rows, &mut y_rows);
+            want.forward_with(path, Mat::cols(&xt, rows), rows, &mut y_cols);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y_cols), bits(&y_rows), "{path:?} transposed x {rows}x{out}x{inn}");
+            if path == Bf16Path::Portable {
+                assert_eq!(bits(&y_rows), bits(&y_want));
+            }
+        }
     }
 }

@@ -1,12 +1,15 @@
-//! `c (+)= a · b` on strided f32 operands through the `gemm` crate: the GEMMs of the backward
-//! passes (linear layers, attention), single-threaded inside a parallel task or on the rayon pool.
+//! `c (+)= a · b` on strided f32 operands: the GEMMs of the training passes (linear layers,
+//! attention), through the `gemm` crate single-threaded inside a parallel task or on the rayon
+//! pool, and [`product`], which can also run the big ones in bf16.
+
+use crate::Bf16Linear;
 
 /// A matrix operand: data, row stride, column stride (elements).
 #[derive(Clone, Copy)]
 pub struct Mat<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
+    pub(crate) data: &'a [f32],
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
 }
 
 impl<'a> Mat<'a> {
@@ -20,7 +23,18 @@ impl<'a> Mat<'a> {
         Self { data, rs: 1, cs: width }
     }
 
-    fn check(&self, r: usize, c: usize) {
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        Self { data: self.data, rs: self.cs, cs: self.rs }
+    }
+
+    /// Element `(r, c)`.
+    #[inline(always)]
+    pub(crate) fn at(&self, r: usize, c: usize) -> f32 {
+        self.data[r * self.rs + c * self.cs]
+    }
+
+    pub(crate) fn check(&self, r: usize, c: usize) {
         assert!(
             r == 0 || c == 0 || (r - 1) * self.rs + (c - 1) * self.cs < self.data.len(),
             "matrix operand out of bounds"
@@ -38,6 +52,39 @@ pub fn matmul(c: &mut [f32], c_rs: usize, accumulate: bool, a: Mat, b: Mat, m: u
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_par(c: &mut [f32], c_rs: usize, accumulate: bool, a: Mat, b: Mat, m: usize, n: usize, k: usize) {
     gemm_with(c, c_rs, accumulate, a, b, (m, n, k), gemm::Parallelism::Rayon(rayon::current_num_threads()))
+}
+
+/// The arithmetic of a training step's big products (its linear layers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// `f32` operands and sums (PyTorch's default).
+    #[default]
+    F32,
+    /// Operands rounded to bf16 (nearest even), products summed in `f32` (AVX512-BF16
+    /// `vdpbf16ps`): what `torch.autocast("cpu", torch.bfloat16)` does to a linear layer, except
+    /// that the result stays `f32`.
+    Bf16,
+}
+
+/// `c[m×n] = a[m×k] · b[k×n]` on the rayon pool, `c` row-major and contiguous, in `arithmetic`.
+pub fn product(arithmetic: Arithmetic, c: &mut [f32], a: Mat, b: Mat, m: usize, n: usize, k: usize) {
+    match arithmetic {
+        Arithmetic::F32 => matmul_par(c, n, false, a, b, m, n, k),
+        Arithmetic::Bf16 => {
+            if m == 0 || n == 0 {
+                return;
+            }
+            assert_eq!(c.len(), m * n, "product destination is not [{m}, {n}]");
+            a.check(m, k);
+            b.check(k, n);
+            if k == 0 {
+                c.fill(0.0);
+                return;
+            }
+            // `b` packed as the weight `W = bᵀ` ([n, k]), `a` read as the activations.
+            Bf16Linear::from_mat(b.t(), n, k).forward_mat(a, m, c);
+        }
+    }
 }
 
 fn gemm_with(

@@ -12,7 +12,7 @@ use crate::ops::{f32_data, saved, with_f32, AttentionOp};
 use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use modernbert_kernels::geglu_backward;
-use modernbert_kernels::matmul::{matmul_par, Mat};
+use modernbert_kernels::matmul::{product, Arithmetic, Mat};
 use std::sync::{Arc, Mutex};
 
 /// Two intermediates a forward pass keeps for its backward pass.
@@ -24,6 +24,7 @@ fn dims2(l: &Layout) -> candle_core::Result<(usize, usize)> {
 
 /// `y = (x·W_inᵀ) → f → ·W_outᵀ` pieces shared by both blocks: checks and the three GEMMs of the backward.
 fn linear_backward(
+    arith: Arithmetic,
     x: &Tensor,
     w_in: &Tensor,
     w_out: &Tensor,
@@ -41,17 +42,17 @@ fn linear_backward(
                 with_f32(dy, |dy| {
                     // dW_out [D, m] = dyᵀ · mid ; d_mid [T, m] = dy · W_out
                     let mut dw_out = vec![0f32; d * m];
-                    matmul_par(&mut dw_out, m, false, Mat::cols(dy, d), Mat::rows(mid, m), d, m, t);
+                    product(arith, &mut dw_out, Mat::cols(dy, d), Mat::rows(mid, m), d, m, t);
                     let mut dmid = vec![0f32; t * m];
-                    matmul_par(&mut dmid, m, false, Mat::rows(dy, d), Mat::rows(w_out, m), t, m, d);
+                    product(arith, &mut dmid, Mat::rows(dy, d), Mat::rows(w_out, m), t, m, d);
                     // d_pre [T, n_in] = f'(pre) · d_mid
                     let dpre = mid_backward(&dmid);
                     drop(dmid);
                     // dW_in [n_in, D] = d_preᵀ · x ; dx [T, D] = d_pre · W_in
                     let mut dw_in = vec![0f32; n_in * d];
-                    matmul_par(&mut dw_in, d, false, Mat::cols(&dpre, n_in), Mat::rows(x, d), n_in, d, t);
+                    product(arith, &mut dw_in, Mat::cols(&dpre, n_in), Mat::rows(x, d), n_in, d, t);
                     let mut dx = vec![0f32; t * d];
-                    matmul_par(&mut dx, d, false, Mat::rows(&dpre, n_in), Mat::rows(w_in, d), t, d, n_in);
+                    product(arith, &mut dx, Mat::rows(&dpre, n_in), Mat::rows(w_in, d), t, d, n_in);
                     (dx, dw_in, dw_out)
                 })
             })
@@ -67,13 +68,21 @@ fn linear_backward(
 // ---------------------------------------------------------------- attention block
 
 /// `Wo · attention(Wqkv · x)` over an unpadded batch (no biases): `[T, D]` → `[T, D]`.
-pub(crate) fn attention_block(x: &Tensor, wqkv: &Tensor, wo: &Tensor, attn: AttentionOp) -> Result<Tensor> {
-    let op = AttentionBlock { attn, saved: Mutex::new(None) };
+pub(crate) fn attention_block(
+    x: &Tensor,
+    wqkv: &Tensor,
+    wo: &Tensor,
+    attn: AttentionOp,
+    arith: Arithmetic,
+) -> Result<Tensor> {
+    let op = AttentionBlock { attn, arith, saved: Mutex::new(None) };
     Ok(x.contiguous()?.apply_op3(&wqkv.contiguous()?, &wo.contiguous()?, op)?)
 }
 
 struct AttentionBlock {
     attn: AttentionOp,
+    /// Arithmetic of the four projections (forward and backward).
+    arith: Arithmetic,
     /// `(qkv, attention output)` of the forward pass, taken by the backward.
     saved: Saved,
 }
@@ -99,11 +108,11 @@ impl CustomOp3 for AttentionBlock {
             candle_core::bail!("attention block: weights {:?} / {:?} do not fit hidden size {d}", l2.dims(), l3.dims())
         }
         let mut qkv = vec![0f32; t * 3 * d];
-        matmul_par(&mut qkv, 3 * d, false, Mat::rows(x, d), Mat::cols(wqkv, d), t, 3 * d, d);
+        product(self.arith, &mut qkv, Mat::rows(x, d), Mat::cols(wqkv, d), t, 3 * d, d);
         let mut o = vec![0f32; t * d];
         self.attn.forward_all(&qkv, &mut o);
         let mut y = vec![0f32; t * d];
-        matmul_par(&mut y, d, false, Mat::rows(&o, d), Mat::cols(wo, d), t, d, d);
+        product(self.arith, &mut y, Mat::rows(&o, d), Mat::cols(wo, d), t, d, d);
         *saved(&self.saved) = Some((Arc::new(qkv), Arc::new(o)));
         Ok((CpuStorage::F32(y), Shape::from((t, d))))
     }
@@ -119,7 +128,7 @@ impl CustomOp3 for AttentionBlock {
         let (qkv, o) = saved(&self.saved)
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("attention block: backward without forward".into()))?;
-        linear_backward(x, wqkv, wo, &o, dy, &|d_o| self.attn.backward_all(&qkv, &o, d_o))
+        linear_backward(self.arith, x, wqkv, wo, &o, dy, &|d_o| self.attn.backward_all(&qkv, &o, d_o))
     }
 }
 
@@ -127,13 +136,21 @@ impl CustomOp3 for AttentionBlock {
 
 /// `Wo · (dropout(GeGLU(Wi · x)))` (no biases, exact-erf GELU): `[T, D]` → `[T, D]`. `mask`
 /// holds the inverted-dropout multipliers of the `[T, I]` GeGLU output.
-pub(crate) fn mlp_block(x: &Tensor, wi: &Tensor, wo: &Tensor, mask: Option<Arc<Vec<f32>>>) -> Result<Tensor> {
-    let op = MlpBlock { mask, saved: Mutex::new(None) };
+pub(crate) fn mlp_block(
+    x: &Tensor,
+    wi: &Tensor,
+    wo: &Tensor,
+    mask: Option<Arc<Vec<f32>>>,
+    arith: Arithmetic,
+) -> Result<Tensor> {
+    let op = MlpBlock { mask, arith, saved: Mutex::new(None) };
     Ok(x.contiguous()?.apply_op3(&wi.contiguous()?, &wo.contiguous()?, op)?)
 }
 
 struct MlpBlock {
     mask: Option<Arc<Vec<f32>>>,
+    /// Arithmetic of the projections (forward and backward).
+    arith: Arithmetic,
     /// `(Wi·x, dropped GeGLU output)` of the forward pass.
     saved: Saved,
 }
@@ -161,7 +178,7 @@ impl CustomOp3 for MlpBlock {
             candle_core::bail!("mlp block: weights {:?} / {:?} do not fit hidden size {d}", l2.dims(), l3.dims())
         }
         let mut h = vec![0f32; t * two_i];
-        matmul_par(&mut h, two_i, false, Mat::rows(x, d), Mat::cols(wi, d), t, two_i, d);
+        product(self.arith, &mut h, Mat::rows(x, d), Mat::cols(wi, d), t, two_i, d);
         let mut g = vec![0f32; t * inter];
         modernbert_kernels::geglu(&h, inter, &mut g);
         if let Some(mask) = &self.mask {
@@ -171,7 +188,7 @@ impl CustomOp3 for MlpBlock {
             g.iter_mut().zip(mask.iter()).for_each(|(v, m)| *v *= m);
         }
         let mut y = vec![0f32; t * d];
-        matmul_par(&mut y, d, false, Mat::rows(&g, inter), Mat::cols(wo, inter), t, d, inter);
+        product(self.arith, &mut y, Mat::rows(&g, inter), Mat::cols(wo, inter), t, d, inter);
         *saved(&self.saved) = Some((Arc::new(h), Arc::new(g)));
         Ok((CpuStorage::F32(y), Shape::from((t, d))))
     }
@@ -188,7 +205,7 @@ impl CustomOp3 for MlpBlock {
             .clone()
             .ok_or_else(|| candle_core::Error::Msg("mlp block: backward without forward".into()))?;
         let inter = g.len() / x.dim(0)?;
-        linear_backward(x, wi, wo, &g, dy, &|dg| match &self.mask {
+        linear_backward(self.arith, x, wi, wo, &g, dy, &|dg| match &self.mask {
             Some(mask) => {
                 let dg: Vec<f32> = dg.iter().zip(mask.iter()).map(|(a, m)| a * m).collect();
                 geglu_backward(&h, &dg, inter)

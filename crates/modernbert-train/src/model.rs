@@ -26,6 +26,7 @@ use modernbert::config::{Activation, LayerType};
 use modernbert::heads::{ClassifierHead, MaskedLmHead};
 use modernbert::model::nn::activate;
 use modernbert::Config;
+pub use modernbert_kernels::matmul::Arithmetic;
 use modernbert_kernels::RopeTable;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -137,6 +138,8 @@ pub struct TrainModel {
     /// Trainable tensors outside the HF parameter table (e.g. a ColBERT model's Dense).
     extra: Vec<String>,
     kernels: Kernels,
+    /// Arithmetic of the fused blocks' linear layers (f32 by default).
+    arithmetic: Arithmetic,
     device: Device,
 }
 
@@ -162,7 +165,15 @@ impl TrainModel {
         if head == HeadKind::MaskedLm && !config.tie_word_embeddings {
             bail!("training a masked LM needs tie_word_embeddings = true (the decoder is the token embedding)");
         }
-        Ok(Self { config, head, vars, extra: Vec::new(), kernels: Kernels::default(), device })
+        Ok(Self {
+            config,
+            head,
+            vars,
+            extra: Vec::new(),
+            kernels: Kernels::default(),
+            arithmetic: Arithmetic::F32,
+            device,
+        })
     }
 
     /// Loads a checkpoint directory (config.json + safetensors) with the head it carries.
@@ -203,6 +214,13 @@ impl TrainModel {
     /// Selects the op implementation (builder style).
     pub fn with_kernels(mut self, kernels: Kernels) -> Self {
         self.kernels = kernels;
+        self
+    }
+
+    /// Selects the arithmetic of the fused blocks' linear layers (builder style): bf16 operands
+    /// with `f32` sums and `f32` master weights, or `f32` throughout.
+    pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
+        self.arithmetic = arithmetic;
         self
     }
 
@@ -403,6 +421,7 @@ impl TrainModel {
                     self.p(&format!("{p}.attn.Wqkv.weight"))?,
                     self.p(&format!("{p}.attn.Wo.weight"))?,
                     op,
+                    self.arithmetic,
                 )?
             } else {
                 self.attention(&a, l, prep)?
@@ -422,6 +441,7 @@ impl TrainModel {
                     self.p(&format!("{p}.mlp.Wi.weight"))?,
                     self.p(&format!("{p}.mlp.Wo.weight"))?,
                     mask,
+                    self.arithmetic,
                 )?
             } else {
                 let wi = self.linear(&m, &format!("{p}.mlp.Wi"))?;

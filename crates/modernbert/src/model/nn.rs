@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 /// Arithmetic of the encoder's linear layers (Wqkv, Wo, Wi, mlp Wo). Everything else
 /// (embeddings, norms, attention, heads) always runs in f32.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     /// f32 weights and activations (exact parity with HF).
     #[default]
