@@ -13,6 +13,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod finetune;
+pub mod grads;
 pub mod init;
 pub mod losses;
 pub mod model;

@@ -30,7 +30,7 @@ pub use modernbert_kernels::matmul::Arithmetic;
 use modernbert_kernels::RopeTable;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Dropout probabilities used in training (inference never drops).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -113,7 +113,7 @@ struct Rope {
 
 /// Host-side preparation shared by all layers of one forward pass.
 struct Prepared {
-    ids: Tensor,
+    token_ids: Vec<u32>,
     cu_seqlens: Vec<u32>,
     global: Rope,
     local: Rope,
@@ -140,7 +140,19 @@ pub struct TrainModel {
     kernels: Kernels,
     /// Arithmetic of the fused blocks' linear layers (f32 by default).
     arithmetic: Arithmetic,
+    /// Row-sparse embedding lookups waiting for their gradient (`None`: dense lookups).
+    row_lookups: Option<Mutex<Vec<RowLookup>>>,
     device: Device,
+}
+
+/// Name of the token embedding.
+pub const TOKEN_EMBEDDING: &str = "model.embeddings.tok_embeddings.weight";
+
+/// Rows of the token embedding one forward pass looked up row-sparsely: a leaf variable holding
+/// copies of them, whose gradient is the embedding's gradient on those rows.
+struct RowLookup {
+    ids: Vec<u32>,
+    rows: Var,
 }
 
 /// Large finite negative used for masked attention scores (−inf would make NaNs, spec G1).
@@ -172,6 +184,7 @@ impl TrainModel {
             extra: Vec::new(),
             kernels: Kernels::default(),
             arithmetic: Arithmetic::F32,
+            row_lookups: None,
             device,
         })
     }
@@ -222,6 +235,56 @@ impl TrainModel {
     pub fn with_arithmetic(mut self, arithmetic: Arithmetic) -> Self {
         self.arithmetic = arithmetic;
         self
+    }
+
+    /// Looks the token embedding up row-sparsely (builder style; not for a masked LM, whose tied
+    /// decoder reads the whole embedding): each forward pass copies the rows its tokens use into a
+    /// small leaf variable, so its gradient is those rows instead of a `[vocab, hidden]` tensor.
+    /// [`crate::grads::accumulate`] collects them; call [`Self::forget_row_lookups`] after a step.
+    pub fn with_row_sparse_embedding(mut self) -> Self {
+        if self.head != HeadKind::MaskedLm {
+            self.row_lookups = Some(Mutex::new(Vec::new()));
+        }
+        self
+    }
+
+    /// Takes the row-sparse lookups whose rows got a gradient in `store`: `(row ids, gradient)`.
+    /// Lookups without one (forward passes not yet, or never, backpropagated) stay.
+    pub fn claim_row_lookups(&self, store: &candle_core::backprop::GradStore) -> Vec<(Vec<u32>, Tensor)> {
+        let Some(lookups) = &self.row_lookups else { return Vec::new() };
+        let mut lookups = lookups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut claimed = Vec::new();
+        lookups.retain(|l| match store.get(l.rows.as_tensor()) {
+            Some(g) => {
+                claimed.push((l.ids.clone(), g.clone()));
+                false
+            }
+            None => true,
+        });
+        claimed
+    }
+
+    /// Drops the row-sparse lookups no backward pass claimed (the end of a step).
+    pub fn forget_row_lookups(&self) {
+        if let Some(lookups) = &self.row_lookups {
+            lookups.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+
+    /// The token embeddings of `ids` (`[T, hidden]`), dense or row-sparse.
+    fn embed(&self, ids: &[u32]) -> Result<Tensor> {
+        let weight = self.p(TOKEN_EMBEDDING)?;
+        let Some(lookups) = &self.row_lookups else {
+            return Ok(weight.index_select(&Tensor::new(ids, &self.device)?, 0)?);
+        };
+        let mut used = ids.to_vec();
+        used.sort_unstable();
+        used.dedup();
+        let local: Vec<u32> = ids.iter().map(|id| used.binary_search(id).unwrap_or(0) as u32).collect();
+        let rows = Var::from_tensor(&weight.index_select(&Tensor::new(used.as_slice(), &self.device)?, 0)?)?;
+        let emb = rows.as_tensor().index_select(&Tensor::from_vec(local, ids.len(), &self.device)?, 0)?;
+        lookups.lock().unwrap_or_else(|e| e.into_inner()).push(RowLookup { ids: used, rows });
+        Ok(emb)
     }
 
     /// The op implementation in use.
@@ -307,14 +370,7 @@ impl TrainModel {
         let global = rope(self.config.global_rope_theta)?;
         let local = rope(self.config.local_rope_theta)?;
         let chunks = if composed { self.chunks(cu_seqlens, key_limits)? } else { Vec::new() };
-        Ok(Prepared {
-            ids: Tensor::from_slice(input_ids, n, &self.device)?,
-            cu_seqlens: cu_seqlens.to_vec(),
-            global,
-            local,
-            chunks,
-            composed,
-        })
+        Ok(Prepared { token_ids: input_ids.to_vec(), cu_seqlens: cu_seqlens.to_vec(), global, local, chunks, composed })
     }
 
     /// Groups whole documents into chunks and builds each chunk's additive masks `[n, n]`; with
@@ -395,7 +451,7 @@ impl TrainModel {
             }
         };
         let dc = dropout.map(|d| d.0).unwrap_or_else(DropoutConfig::none);
-        let emb = self.p("model.embeddings.tok_embeddings.weight")?.index_select(&prep.ids, 0)?;
+        let emb = self.embed(&prep.token_ids)?;
         let mut h = self.norm(&emb, "model.embeddings.norm")?;
         h = drop(h, dc.embedding, 0)?;
         let blocks = !prep.composed
@@ -527,7 +583,7 @@ impl TrainModel {
         if self.head != HeadKind::MaskedLm {
             bail!("this model has a {} head, not a masked-LM head", self.head.architecture());
         }
-        Ok(MaskedLmHead::load(&self.params(), &self.config, self.p("model.embeddings.tok_embeddings.weight")?)?)
+        Ok(MaskedLmHead::load(&self.params(), &self.config, self.p(TOKEN_EMBEDDING)?)?)
     }
 
     /// MLM logits `[rows, vocab]` for hidden rows `[rows, hidden]` (prediction head + tied decoder).

@@ -18,11 +18,11 @@
 //! update clipping this is PyTorch's AdamW with `weight_decay = wd / max_lr` (what fine-tuning
 //! uses, with HF Trainer's groups: embeddings decayed).
 
+use crate::grads::{Gradients, RowGradient, NORM_CHUNK};
 use crate::model::TrainModel;
 use crate::ops::{update_in_place, with_f32};
 use crate::st::{self, HostTensor};
 use anyhow::{bail, Context, Result};
-use candle_core::Tensor;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -54,35 +54,6 @@ impl OptimizerConfig {
     pub fn adamw() -> Self {
         Self { decay_embeddings: true, update_clipping: false, ..Self::default() }
     }
-}
-
-/// Adds one backward pass's gradients of `model`'s variables into `grads` (by name).
-pub fn accumulate(
-    grads: &mut BTreeMap<String, Tensor>,
-    model: &TrainModel,
-    store: &candle_core::backprop::GradStore,
-) -> Result<()> {
-    for (name, var) in model.vars() {
-        if let Some(g) = store.get(var.as_tensor()) {
-            let acc = match grads.remove(name) {
-                Some(a) => (a + g)?,
-                None => g.clone(),
-            };
-            grads.insert(name.clone(), acc);
-        }
-    }
-    Ok(())
-}
-
-/// The global L2 norm of `grads` (f64 sums over fixed chunks, added in order).
-pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f64> {
-    let mut sq = 0f64;
-    for g in grads.values() {
-        let parts: Vec<f64> =
-            with_f32(g, |g| g.par_chunks(1 << 14).map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum()).collect())?;
-        sq += parts.iter().sum::<f64>();
-    }
-    Ok(sq.sqrt())
 }
 
 /// The factor that brings the global gradient norm `norm` to at most `max_norm`, as PyTorch's
@@ -118,7 +89,7 @@ struct State {
 /// Values per liveness flag (one embedding row of a 256-wide model).
 const BLOCK: usize = 256;
 /// Values per parallel task of the update; a multiple of [`BLOCK`].
-const CHUNK: usize = 1 << 14;
+const CHUNK: usize = NORM_CHUNK;
 
 impl State {
     fn new(n: usize, decay: bool) -> Self {
@@ -162,12 +133,63 @@ impl Coeffs {
     }
 }
 
+/// A parameter's gradient as the update reads it.
+#[derive(Clone, Copy)]
+enum Grad<'a> {
+    Dense(&'a [f32]),
+    /// Row-sparse: the update never reads (or makes) the zeros of the other rows.
+    Rows(&'a RowGradient),
+    Zero,
+}
+
+/// Zeros standing for the gradient of a chunk no row-sparse gradient reaches.
+static ZERO_CHUNK: [f32; CHUNK] = [0.0; CHUNK];
+
+impl Grad<'_> {
+    /// The gradient of values `start .. start + len` (`len ≤ CHUNK`).
+    fn chunk(&self, start: usize, len: usize) -> std::borrow::Cow<'_, [f32]> {
+        use std::borrow::Cow;
+        match *self {
+            Grad::Dense(g) => Cow::Borrowed(&g[start..start + len]),
+            Grad::Zero => Cow::Borrowed(&ZERO_CHUNK[..len]),
+            Grad::Rows(g) => {
+                let w = g.width;
+                let first = g.ids.partition_point(|&id| (id as usize + 1) * w <= start);
+                let last = g.ids.partition_point(|&id| (id as usize) * w < start + len);
+                if first == last {
+                    return Cow::Borrowed(&ZERO_CHUNK[..len]);
+                }
+                let mut out = vec![0f32; len];
+                for r in first..last {
+                    let row_start = g.ids[r] as usize * w;
+                    let (lo, hi) = (row_start.max(start), (row_start + w).min(start + len));
+                    out[lo - start..hi - start].copy_from_slice(&g.values[r * w + lo - row_start..][..hi - lo]);
+                }
+                Cow::Owned(out)
+            }
+        }
+    }
+}
+
 /// Plain AdamW in one pass over `p`, `m`, `v` and the gradient `g`, skipping the moments of
-/// blocks that are not live and get a zero gradient. Returns Σ (scaled g)² in f64, summed per
-/// chunk in order.
-fn fused_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: &[f32], c: Coeffs) -> f64 {
-    let update = |p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: &[f32]| -> f64 {
-        let mut sq = 0f64;
+/// blocks that are not live and get a zero gradient; in parallel over chunks.
+fn fused_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: Grad, c: Coeffs) {
+    p.par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .zip(live.par_chunks_mut(CHUNK / BLOCK))
+        .enumerate()
+        .for_each(|(i, (((p, m), v), live))| {
+            let len = p.len();
+            update_chunk(p, m, v, live, &g.chunk(i * CHUNK, len), c)
+        });
+}
+
+/// [`fused_update`] of one chunk, in AVX-512 where the CPU has it (the same IEEE operations —
+/// no fused multiply-adds — so the same results as the portable build, bit for bit).
+fn update_chunk(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: &[f32], c: Coeffs) {
+    #[inline(always)]
+    fn body(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: &[f32], c: Coeffs) {
         for (b, live) in live.iter_mut().enumerate() {
             let r = b * BLOCK..((b + 1) * BLOCK).min(p.len());
             if !*live {
@@ -181,29 +203,26 @@ fn fused_update(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], 
             }
             let (p, m, v, g) = (&mut p[r.clone()], &mut m[r.clone()], &mut v[r.clone()], &g[r]);
             for i in 0..p.len() {
-                let gi = c.moments(g[i], &mut m[i], &mut v[i]);
-                sq += (gi as f64) * (gi as f64);
+                c.moments(g[i], &mut m[i], &mut v[i]);
                 p[i] = c.weight(p[i], m[i], v[i]);
             }
         }
-        sq
-    };
-    let parts: Vec<f64> = p
-        .par_chunks_mut(CHUNK)
-        .zip(m.par_chunks_mut(CHUNK))
-        .zip(v.par_chunks_mut(CHUNK))
-        .zip(live.par_chunks_mut(CHUNK / BLOCK))
-        .zip(g.par_chunks(CHUNK))
-        .map(|((((p, m), v), live), g)| update(p, m, v, live, g))
-        .collect();
-    parts.iter().sum()
+    }
+    #[cfg(target_arch = "x86_64")]
+    if modernbert_kernels::Isa::active() == modernbert_kernels::Isa::Avx512 {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(p: &mut [f32], m: &mut [f32], v: &mut [f32], live: &mut [bool], g: &[f32], c: Coeffs) {
+            body(p, m, v, live, g, c)
+        }
+        // SAFETY: the CPU has AVX-512F (Isa::active checked it).
+        return unsafe { wide(p, m, v, live, g, c) };
+    }
+    body(p, m, v, live, g, c)
 }
 
 /// What one optimizer step did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StepStats {
-    /// Global L2 norm of the gradients.
-    pub grad_norm: f64,
     /// Number of tensors whose update was clipped (RMS > 1).
     pub clipped: usize,
 }
@@ -244,7 +263,7 @@ impl AdamW {
     pub fn step(
         &mut self,
         model: &TrainModel,
-        grads: &BTreeMap<String, Tensor>,
+        grads: &Gradients,
         lr: f64,
         max_lr: f64,
         weight_decay: f64,
@@ -260,7 +279,7 @@ impl AdamW {
     pub fn step_scaled(
         &mut self,
         model: &TrainModel,
-        grads: &BTreeMap<String, Tensor>,
+        grads: &Gradients,
         grad_scale: f32,
         lr: f64,
         max_lr: f64,
@@ -275,32 +294,52 @@ impl AdamW {
         let eps = self.cfg.eps as f32;
         let eps2 = eps * eps;
         let mut stats = StepStats::default();
-        let mut sq = 0f64;
         for (name, var) in model.vars() {
             let s = self.state.get_mut(name).with_context(|| format!("no optimizer state for `{name}`"))?;
             let n = s.m.len();
-            let grad = match grads.get(name) {
+            let decay = s.decay;
+            let keep =
+                |eta: f64| if weight_decay > 0.0 && decay { (1.0 - eta / max_lr * weight_decay) as f32 } else { 1.0 };
+            let c = Coeffs { grad_scale, one_m_b1, b2: b2f, one_m_b2, eps, eta: lr as f32, keep: keep(lr) };
+            let rows = grads.rows(name);
+            if let Some(g) = rows {
+                if g.width == 0 || n % g.width != 0 || g.ids.last().is_some_and(|&r| (r as usize + 1) * g.width > n) {
+                    bail!("row gradient of `{name}` (width {}) does not fit its {n} values", g.width);
+                }
+            }
+            let grad = match grads.dense().get(name) {
                 Some(g) if g.elem_count() == n => Some(g.flatten_all()?),
                 Some(g) => bail!("gradient of `{name}` has {} values, expected {n}", g.elem_count()),
                 None => None,
             };
             // The gradient's values; a parameter without one has a zero gradient.
             let with_grad = |f: &mut dyn FnMut(&[f32]) -> Result<()>| -> Result<()> {
-                match &grad {
-                    Some(g) => with_f32(g, |g| f(g))?,
-                    None => f(&vec![0f32; n]),
+                match (&grad, rows) {
+                    (Some(g), _) => with_f32(g, |g| f(g))?,
+                    (None, Some(g)) => f(&g.to_flat(n)),
+                    (None, None) => f(&vec![0f32; n]),
                 }
             };
-            let keep =
-                |eta: f64| if weight_decay > 0.0 && s.decay { (1.0 - eta / max_lr * weight_decay) as f32 } else { 1.0 };
-            let c = Coeffs { grad_scale, one_m_b1, b2: b2f, one_m_b2, eps, eta: lr as f32, keep: keep(lr) };
             if !self.cfg.update_clipping {
                 let State { m, v, live, .. } = s;
-                with_grad(&mut |g| update_in_place(var.as_tensor(), |p| sq += fused_update(p, m, v, live, g, c)))?;
+                let g = match (&grad, rows) {
+                    (Some(g), _) => g.clone(),
+                    (None, Some(rows)) => {
+                        update_in_place(var.as_tensor(), |p| fused_update(p, m, v, live, Grad::Rows(rows), c))?;
+                        continue;
+                    }
+                    (None, None) => {
+                        update_in_place(var.as_tensor(), |p| fused_update(p, m, v, live, Grad::Zero, c))?;
+                        continue;
+                    }
+                };
+                with_f32(&g, |g| {
+                    update_in_place(var.as_tensor(), |p| fused_update(p, m, v, live, Grad::Dense(g), c))
+                })??;
                 continue;
             }
             // Moments, and per chunk Σ g²/max(v, ε²) (update clipping) and Σ g².
-            let mut partial: Vec<(f64, f64)> = Vec::new();
+            let mut partial: Vec<f64> = Vec::new();
             let (m, v) = (&mut s.m, &mut s.v);
             with_grad(&mut |g| {
                 partial = m
@@ -308,19 +347,17 @@ impl AdamW {
                     .zip(v.par_chunks_mut(CHUNK))
                     .zip(g.par_chunks(CHUNK))
                     .map(|((m, v), g)| {
-                        let (mut ratio, mut sq) = (0f64, 0f64);
+                        let mut ratio = 0f64;
                         for ((m, v), &gi) in m.iter_mut().zip(v.iter_mut()).zip(g) {
                             let gi = c.moments(gi, m, v);
                             ratio += (gi * gi / v.max(eps2)) as f64;
-                            sq += (gi as f64) * (gi as f64);
                         }
-                        (ratio, sq)
+                        ratio
                     })
                     .collect();
                 Ok(())
             })?;
-            let (ratio, tensor_sq) = partial.iter().fold((0f64, 0f64), |(r, q), (a, b)| (r + a, q + b));
-            sq += tensor_sq;
+            let ratio: f64 = partial.iter().sum();
             let rms = (ratio / n.max(1) as f64).sqrt();
             let eta = if rms > 1.0 {
                 stats.clipped += 1;
@@ -338,7 +375,6 @@ impl AdamW {
                 })
             })?;
         }
-        stats.grad_norm = sq.sqrt();
         Ok(stats)
     }
 
@@ -424,10 +460,8 @@ mod tests {
                 eta: 1e-3,
                 keep: 1.0 - 1e-5,
             };
-            let sq = fused_update(&mut p, &mut m, &mut v, &mut live, &g, c);
+            fused_update(&mut p, &mut m, &mut v, &mut live, Grad::Dense(&g), c);
             reference(&mut pr, &mut mr, &mut vr, &g, c);
-            let expected_sq: f64 = g.iter().map(|&x| ((x * c.grad_scale) as f64).powi(2)).sum();
-            assert!((sq - expected_sq).abs() <= 1e-9 * expected_sq.max(1.0), "step {step}: {sq} vs {expected_sq}");
             for (name, a, b) in [("p", &p, &pr), ("m", &m, &mr), ("v", &v, &vr)] {
                 let bad = a.iter().zip(b.iter()).position(|(x, y)| x.to_bits() != y.to_bits());
                 assert_eq!(bad, None, "step {step}: {name} differs from dense AdamW");
@@ -442,5 +476,29 @@ mod tests {
         let mut state = State { m: m.clone(), v: v.clone(), live: vec![false; live.len()], decay: true };
         state.relive();
         assert_eq!(state.live, live);
+    }
+
+    #[test]
+    fn a_row_sparse_gradient_updates_exactly_as_its_dense_form() {
+        // A 3-wide parameter (rows cross chunk and block boundaries), gradients on a few rows.
+        let (w, rows) = (3, CHUNK / 3 + 200);
+        let n = w * rows;
+        let p0: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let (mut p, mut m, mut v, mut live) =
+            (p0.clone(), vec![0f32; n], vec![0f32; n], vec![false; n.div_ceil(BLOCK)]);
+        let (mut pd, mut md, mut vd, mut lived) = (p0, vec![0f32; n], vec![0f32; n], vec![false; n.div_ceil(BLOCK)]);
+        let steps: [&[u32]; 4] = [&[1, 85, (CHUNK / 3) as u32], &[], &[0, 5461, 5462, (rows - 1) as u32], &[85]];
+        for (t, ids) in steps.iter().enumerate() {
+            let c =
+                Coeffs { grad_scale: 0.9, one_m_b1: 0.1, b2: 0.98, one_m_b2: 0.02, eps: 1e-6, eta: 1e-3, keep: 0.999 };
+            let values = (0..ids.len() * w).map(|i| ((i + t) as f32 * 1.3).cos()).collect();
+            let g = RowGradient { ids: ids.to_vec(), width: w, values };
+            fused_update(&mut p, &mut m, &mut v, &mut live, Grad::Rows(&g), c);
+            fused_update(&mut pd, &mut md, &mut vd, &mut lived, Grad::Dense(&g.to_flat(n)), c);
+            for (name, x, y) in [("p", &p, &pd), ("m", &m, &md), ("v", &v, &vd)] {
+                assert!(x.iter().zip(y.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "step {t}: {name}");
+            }
+            assert_eq!(live, lived);
+        }
     }
 }

@@ -363,7 +363,7 @@ pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         }
         let lr = phase.lr.lr_at(state.phase_tokens, phase.tokens);
         let total_pred: usize = step_data.batches.iter().map(|b| b.labels.iter().filter(|&&l| l != -100).count()).sum();
-        let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
+        let mut grads = crate::grads::Gradients::new();
         let (mut loss, mut correct) = (0f64, 0usize);
         let t_data = t0.elapsed().as_secs_f64();
         let (mut t_fwd, mut t_bwd) = (0f64, 0f64);
@@ -381,10 +381,10 @@ pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
             loss += out.loss.to_scalar::<f32>()? as f64 * w;
             correct += out.correct;
             let g = (out.loss * w)?.backward()?;
-            crate::optim::accumulate(&mut grads, &model, &g)?;
+            crate::grads::accumulate(&mut grads, &model, &g)?;
             t_bwd += tb.elapsed().as_secs_f64();
         }
-        let grad_norm = crate::optim::grad_norm(&grads)?;
+        let grad_norm = crate::grads::grad_norm(&grads)?;
         if !loss.is_finite() || !grad_norm.is_finite() {
             let what = if loss.is_finite() {
                 format!("the gradient norm is {grad_norm}")

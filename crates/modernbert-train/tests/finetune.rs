@@ -338,24 +338,43 @@ fn grad_cache_gives_the_same_gradients() {
     };
     let model_dir = PathBuf::from(tiny());
     let mut results = Vec::new();
-    for mini in [None, Some(3)] {
+    // One pass and GradCache chunks of 3, each with a dense and a row-sparse embedding lookup.
+    for (mini, sparse) in [(None, false), (Some(3), false), (None, true), (Some(3), true)] {
         let cfg = FinetuneConfig { mini_batch_size: mini, ..base.clone() };
         let job = modernbert_train::finetune::embedding::EmbeddingJob::new(&cfg, &model_dir).unwrap();
         let (model, _) = job.start_model(&cfg, &model_dir).unwrap();
-        let mut grads = std::collections::BTreeMap::new();
+        let model = if sparse { model.with_row_sparse_embedding() } else { model };
+        let mut grads = modernbert_train::grads::Gradients::new();
         let dropout = modernbert_train::model::DropoutConfig::none();
         let mut ctx = StepContext { cfg: &cfg, dropout, step: 0, grads: &mut grads };
         let loss = job.step(&model, &(0..8).collect::<Vec<_>>(), &mut ctx).unwrap();
-        results.push((loss, grads));
+        let emb = modernbert_train::model::TOKEN_EMBEDDING;
+        assert_eq!(grads.rows(emb).is_some(), sparse, "row-sparse gradient exactly when asked for");
+        let norm = modernbert_train::grads::grad_norm(&grads).unwrap();
+        results.push((loss, norm, grads.to_dense(&model).unwrap()));
     }
-    let ((l0, g0), (l1, g1)) = (&results[0], &results[1]);
-    assert!((l0 - l1).abs() < 1e-5 * l0.abs(), "loss {l0} vs {l1}");
-    assert_eq!(g0.len(), g1.len());
-    for (name, a) in g0 {
-        let b = &g1[name];
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12);
-        assert!(diff <= 1e-4 * scale, "{name}: {diff} of {scale}");
+    let (l0, n0, g0) = &results[0];
+    for (i, (l1, n1, g1)) in results.iter().enumerate().skip(1) {
+        assert!((l0 - l1).abs() < 1e-5 * l0.abs(), "{i}: loss {l0} vs {l1}");
+        assert!((n0 - n1).abs() < 1e-5 * n0, "{i}: gradient norm {n0} vs {n1}");
+        assert_eq!(g0.len(), g1.len());
+        for (name, a) in g0 {
+            let b = &g1[name];
+            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-12);
+            assert!(diff <= 1e-4 * scale, "{i} {name}: {diff} of {scale}");
+        }
+    }
+    // A row-sparse lookup changes nothing else: the same gradients bit for bit.
+    for (dense, sparse) in [(0, 2), (1, 3)] {
+        assert_eq!(results[dense].1.to_bits(), results[sparse].1.to_bits(), "gradient norm");
+        for (name, a) in &results[dense].2 {
+            let (a, b) = (
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                results[sparse].2[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{name}: dense and row-sparse differ");
+        }
     }
 }
 

@@ -65,7 +65,7 @@ fn run(kernels: Kernels) {
             assert!(d <= 1e-4, "{kernels:?} step {step}: gradient of {name} differs from PyTorch, rel {d:.2e}");
             worst_grad = worst_grad.max(d);
         }
-        opt.step(&model, &grads, lrs[step - 1], max_lr, wd).unwrap();
+        opt.step(&model, &grads.clone().into(), lrs[step - 1], max_lr, wd).unwrap();
         // Not asserted: early StableAdamW steps move each weight by ≈ lr·g/(|g| + ε), so where
         // |g| is near ε = 1e-6 a 1e-5 relative gradient difference can shift the update by a
         // sizeable fraction of lr. The optimizer itself is checked on identical gradients below.
@@ -94,7 +94,7 @@ fn stable_adamw_matches_pytorch_given_the_same_gradients() {
         let before = model.tensors().unwrap();
         let grads: BTreeMap<String, Tensor> =
             model.vars().keys().map(|n| (n.clone(), r[&format!("grad{step}.{n}")].clone())).collect();
-        opt.step(&model, &grads, lr, 1e-2, 0.1).unwrap();
+        opt.step(&model, &grads.into(), lr, 1e-2, 0.1).unwrap();
         for (name, var) in model.vars() {
             let want = &r[&format!("param{step}.{name}")];
             let d = rel(&(var.as_tensor() - &before[name]).unwrap(), &(want - &before[name]).unwrap());

@@ -11,9 +11,9 @@ use super::evaluate::{evaluate, Evaluation};
 use super::job::{Job, StepContext};
 use super::labels::{tag_set, LabelSpace};
 use super::{concat, export, objective, FinetuneConfig, Task};
+use crate::grads;
 use crate::init::{init_specs, InitConfig};
 use crate::model::TrainModel;
-use crate::optim;
 use crate::params::{param_specs, HeadKind, ParamKind, Params};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -178,7 +178,7 @@ impl Job for ClassifyJob {
             }
             let scaled = (part.sum / total_units as f64)?;
             loss += scaled.to_scalar::<f32>()? as f64;
-            optim::accumulate(ctx.grads, model, &scaled.backward()?)?;
+            grads::accumulate(ctx.grads, model, &scaled.backward()?)?;
         }
         Ok(loss)
     }

@@ -11,9 +11,9 @@ use super::evaluate::Evaluation;
 use super::job::{Job, StepContext};
 use super::pairs::{read_pairs, PairRow};
 use super::{concat, export, FinetuneConfig};
+use crate::grads;
 use crate::losses::cross_entropy_sum;
 use crate::model::{read_params, TrainModel};
-use crate::optim;
 use crate::params::{param_specs, HeadKind};
 use crate::rng::Rng;
 use anyhow::{bail, Context, Result};
@@ -280,7 +280,7 @@ impl Job for ColbertJob {
             (cross_entropy_sum(&s, &targets)? / b as f64)?
         };
         let value = loss.to_scalar::<f32>()? as f64;
-        optim::accumulate(ctx.grads, model, &loss.backward()?)?;
+        grads::accumulate(ctx.grads, model, &loss.backward()?)?;
         Ok(value)
     }
 

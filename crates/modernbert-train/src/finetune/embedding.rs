@@ -11,9 +11,9 @@ use super::evaluate::Evaluation;
 use super::job::{Job, StepContext};
 use super::pairs::{no_duplicate_steps, one_group_steps, read_pairs, text_hash, PairRow};
 use super::{concat, export, FinetuneConfig};
+use crate::grads;
 use crate::losses::cross_entropy_sum;
 use crate::model::TrainModel;
-use crate::optim;
 use crate::params::{param_specs, HeadKind};
 use anyhow::{bail, Context, Result};
 use candle_core::{Tensor, Var, D};
@@ -284,7 +284,7 @@ impl Job for EmbeddingJob {
         if chunks.len() == 1 {
             let loss = self.loss(&embed(0, &chunks[0])?, b)?;
             let value = loss.to_scalar::<f32>()? as f64;
-            optim::accumulate(ctx.grads, model, &loss.backward()?)?;
+            grads::accumulate(ctx.grads, model, &loss.backward()?)?;
             return Ok(value);
         }
         // GradCache: embeddings without a graph, the loss's gradient with respect to them, then
@@ -297,7 +297,7 @@ impl Job for EmbeddingJob {
         for (k, r) in chunks.iter().enumerate() {
             let e = embed(k, r)?;
             let surrogate = (e * grad.narrow(0, r.start, r.len())?)?.sum_all()?;
-            optim::accumulate(ctx.grads, model, &surrogate.backward()?)?;
+            grads::accumulate(ctx.grads, model, &surrogate.backward()?)?;
         }
         Ok(value)
     }

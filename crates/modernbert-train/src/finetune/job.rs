@@ -5,10 +5,9 @@
 use super::batches::{epoch_steps, Batching};
 use super::evaluate::Evaluation;
 use super::FinetuneConfig;
+use crate::grads::Gradients;
 use crate::model::{DropoutConfig, DropoutKey, TrainModel};
 use anyhow::Result;
-use candle_core::Tensor;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// What a step needs besides its items.
@@ -18,7 +17,7 @@ pub struct StepContext<'a> {
     /// The optimizer step being computed (dropout masks are keyed by it).
     pub step: u64,
     /// Gradients are added here, by parameter name.
-    pub grads: &'a mut BTreeMap<String, Tensor>,
+    pub grads: &'a mut Gradients,
 }
 
 impl StepContext<'_> {

@@ -28,16 +28,15 @@ pub mod pairs;
 pub mod rerank;
 
 use crate::checkpoint::{self, MetricsLog};
+use crate::grads::{self, Gradients};
 use crate::model::{Arithmetic, DropoutConfig, TrainModel};
 use crate::optim::{self, AdamW, OptimizerConfig};
 use anyhow::{bail, Context, Result};
 use batches::Batching;
-use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use job::{Job, StepContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -386,7 +385,7 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
             (model, opt, state)
         }
     };
-    let model = model.with_arithmetic(match cfg.precision {
+    let model = model.with_row_sparse_embedding().with_arithmetic(match cfg.precision {
         modernbert::Precision::Bf16 => Arithmetic::Bf16,
         _ => Arithmetic::F32,
     });
@@ -425,11 +424,12 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
             // One optimizer step over the step's items.
             let t0 = Instant::now();
             let items = &steps[state.step_in_epoch];
-            let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
+            let mut grads = Gradients::new();
             let mut ctx = StepContext { cfg: &cfg, dropout, step: state.step, grads: &mut grads };
             let loss = modernbert_kernels::with_pool_awake(|| job.step(&model, items, &mut ctx))?;
             let to = Instant::now();
-            let grad_norm = optim::grad_norm(&grads)?;
+            model.forget_row_lookups();
+            let grad_norm = grads::grad_norm(&grads)?;
             if !loss.is_finite() || !grad_norm.is_finite() {
                 bar.abandon();
                 bail!(

@@ -12,9 +12,9 @@ use super::labels::LabelSpace;
 use super::objective::bce_with_logits_sum;
 use super::pairs::{read_pairs, PairRow};
 use super::{concat, export, FinetuneConfig};
+use crate::grads;
 use crate::losses::cross_entropy_sum;
 use crate::model::TrainModel;
-use crate::optim;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use modernbert::pipelines::{Output, Prepared, Want};
@@ -131,7 +131,7 @@ impl Job for RerankJob {
             (bce_with_logits_sum(&logits, &Tensor::from_vec(labels, n, &Device::Cpu)?)? / n as f64)?
         };
         let value = loss.to_scalar::<f32>()? as f64;
-        optim::accumulate(ctx.grads, model, &loss.backward()?)?;
+        grads::accumulate(ctx.grads, model, &loss.backward()?)?;
         Ok(value)
     }
 
