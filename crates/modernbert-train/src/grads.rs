@@ -42,21 +42,18 @@ impl RowGradient {
         let (mut ids, mut values) = (Vec::new(), Vec::new());
         let (mut i, mut j) = (0, 0);
         while i < self.ids.len() || j < other.ids.len() {
-            let (a, b) = (self.ids.get(i).copied(), other.ids.get(j).copied());
-            if b.is_none() || a.is_some_and(|a| a < b.unwrap()) {
-                ids.push(self.ids[i]);
-                values.extend_from_slice(&self.values[i * w..][..w]);
-                i += 1;
-            } else if a.is_none() || b.unwrap() < a.unwrap() {
-                ids.push(other.ids[j]);
-                values.extend_from_slice(&other.values[j * w..][..w]);
-                j += 1;
-            } else {
-                ids.push(self.ids[i]);
-                values.extend(self.values[i * w..][..w].iter().zip(&other.values[j * w..][..w]).map(|(a, b)| a + b));
-                i += 1;
-                j += 1;
+            let (a, b) = (self.ids.get(i).copied().unwrap_or(u32::MAX), other.ids.get(j).copied().unwrap_or(u32::MAX));
+            let (take_a, take_b) = (a <= b && i < self.ids.len(), b <= a && j < other.ids.len());
+            ids.push(if take_a { a } else { b });
+            match (take_a, take_b) {
+                (true, true) => values.extend(
+                    self.values[i * w..][..w].iter().zip(&other.values[j * w..][..w]).map(|(x, y)| x + y),
+                ),
+                (true, false) => values.extend_from_slice(&self.values[i * w..][..w]),
+                _ => values.extend_from_slice(&other.values[j * w..][..w]),
             }
+            i += take_a as usize;
+            j += take_b as usize;
         }
         *self = RowGradient { ids, width: w, values };
         Ok(())
