@@ -8,6 +8,8 @@
 #   bash bench/embed_finetune.sh                 # 2,048 python-stdlib pairs, batch 64, MNRL (in-batch negatives)
 #   MINI=16 bash bench/embed_finetune.sh         # the same with gradient caching (CachedMNRL, mini-batch 16)
 #   SOURCE=rust-std EVAL=code-rust ROWS=3000 BATCH=128 bash bench/embed_finetune.sh
+#   PRECISION=bf16 bash bench/embed_finetune.sh  # mixed precision on both sides (ours --precision bf16,
+#                                                # sentence-transformers bf16=True: torch.autocast on CPU)
 #
 # Needs: the release binary (cargo build --release -p modernbert-cli), .venv from scripts/setup-python.sh
 # and scripts/setup-python-formats.sh st6, and the data of scripts/fetch_retrieval_data.sh (run here).
@@ -22,8 +24,9 @@ MINI=${MINI:-0}
 SOURCE=${SOURCE:-python-stdlib}   # one source of train.jsonl (mixed sources need --batch-by-source: docs/finetuning.md)
 EVAL=${EVAL:-code-python}         # its held-out set
 SEED=${SEED:-42}
+PRECISION=${PRECISION:-f32}
 D=work/data/retrieval
-OUT=work/bench-embed-finetune/$SOURCE-rows$ROWS-batch$BATCH-mini$MINI
+OUT=work/bench-embed-finetune/$SOURCE-rows$ROWS-batch$BATCH-mini$MINI-$PRECISION
 bash scripts/fetch_retrieval_data.sh >&2
 rm -rf "$OUT"; mkdir -p "$OUT"
 # A seeded sample of one source's training pairs, query and positive only: both trainers read it.
@@ -45,17 +48,19 @@ MINI_ARGS=()
 if [ "$MINI" != 0 ]; then MINI_ARGS=(--mini-batch-size "$MINI"); fi
 echo "== ours" >&2
 RAYON_NUM_THREADS=2 target/release/modernbert finetune --task embedding "${COMMON[@]}" "${MINI_ARGS[@]}" \
-    --validation "$D/eval/$EVAL" --output "$OUT/ours" --no-progress > "$OUT/ours.json"
+    --validation "$D/eval/$EVAL" --output "$OUT/ours" --no-progress --precision "$PRECISION" > "$OUT/ours.json"
 echo "== sentence-transformers" >&2
-.venv/bin/python scripts/st_finetune.py "${COMMON[@]}" "${MINI_ARGS[@]}" --output "$OUT/st" --threads 2 > "$OUT/st.json"
+ST_BF16=(); [ "$PRECISION" = bf16 ] && ST_BF16=(--bf16)
+.venv/bin/python scripts/st_finetune.py "${COMMON[@]}" "${MINI_ARGS[@]}" --output "$OUT/st" --threads 2 "${ST_BF16[@]}" \
+    > "$OUT/st.json"
 echo "== evaluation on $EVAL (the same evaluator for both)" >&2
 for side in ours st; do
   RAYON_NUM_THREADS=2 target/release/modernbert evaluate --task retrieval --model "$OUT/$side" \
       --beir "$D/eval/$EVAL" > "$OUT/$side-eval.json"
 done
-python3 - "$OUT" "$(wc -l < "$OUT/pairs.jsonl")" "$BATCH" "$MINI" "$EVAL" "$SOURCE" <<'PY'
+python3 - "$OUT" "$(wc -l < "$OUT/pairs.jsonl")" "$BATCH" "$MINI" "$EVAL" "$SOURCE" "$PRECISION" <<'PY'
 import json, sys, pathlib
-out, rows, batch, mini, eval_set, source = pathlib.Path(sys.argv[1]), *sys.argv[2:]
+out, rows, batch, mini, eval_set, source, precision = pathlib.Path(sys.argv[1]), *sys.argv[2:]
 ours = json.loads((out / "ours.json").read_text())["samples_per_sec"]
 st = json.loads((out / "st.json").read_text().splitlines()[-1])
 def metrics(side):
@@ -63,7 +68,7 @@ def metrics(side):
     return m["ndcg_at_10"], m["mrr_at_10"]
 (on, om), (sn, sm) = metrics("ours"), metrics("st")
 loss = "CachedMNRL mini-batch " + mini if mini != "0" else "MNRL"
-print(f"embedding fine-tuning, {rows} {source} pairs, batch {batch}, {loss}: held-out {eval_set} nDCG@10 ours {on:.4f}, "
+print(f"embedding fine-tuning ({precision} both sides), {rows} {source} pairs, batch {batch}, {loss}: held-out {eval_set} nDCG@10 ours {on:.4f}, "
       f"sentence-transformers {sn:.4f}; MRR@10 ours {om:.4f}, sentence-transformers {sm:.4f}")
 print(f"training samples/s: ours {ours:.1f}, sentence-transformers {st['train_samples_per_second']:.1f} "
       f"-> {ours / st['train_samples_per_second']:.2f}x")

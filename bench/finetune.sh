@@ -7,6 +7,8 @@
 #   bash bench/finetune.sh ner         # WNUT-16 train (1,915 sentences) -> seeded test split (479), entity F1
 #   bash bench/finetune.sh sentiment-small   # 500 RT rows, 1 epoch: a quick check
 #   SEED=7 bash bench/finetune.sh ner  # another seed (default 42): head init and data order differ
+#   PRECISION=bf16 bash bench/finetune.sh ner  # mixed precision on both sides: ours --precision bf16,
+#                                              # HF Trainer bf16=True (torch.autocast on CPU)
 #
 # Needs: the release binary (cargo build --release -p modernbert-cli), .venv from
 # scripts/setup-python.sh plus `accelerate`, and the data from scripts/fetch_finetune_data.sh (run here).
@@ -17,7 +19,8 @@ which=${1:-sentiment}
 MODEL=${MODEL:-models/modernbert-mini}
 D=work/data/finetune
 SEED=${SEED:-42}
-OUT=work/bench-finetune/$which-seed$SEED
+PRECISION=${PRECISION:-f32}
+OUT=work/bench-finetune/$which-seed$SEED-$PRECISION
 bash scripts/fetch_finetune_data.sh >&2
 case $which in
   sentiment) task=classification; train=$D/rt-train.jsonl; val=$D/sst2-validation.jsonl; epochs=3; lr=3e-4; bs=32 ;;
@@ -29,19 +32,21 @@ COMMON=(--task "$task" --model "$MODEL" --train "$train" --validation "$val" --e
         --batch-size "$bs" --max-length 128 --weight-decay 1e-5 --warmup-ratio 0.1 --gradient-clip 1.0 --seed "$SEED")
 rm -rf "$OUT"; mkdir -p "$OUT"
 echo "== ours" >&2
-RAYON_NUM_THREADS=2 target/release/modernbert finetune "${COMMON[@]}" --output "$OUT/ours" --no-progress > "$OUT/ours.json"
+RAYON_NUM_THREADS=2 target/release/modernbert finetune "${COMMON[@]}" --output "$OUT/ours" --no-progress \
+  --precision "$PRECISION" > "$OUT/ours.json"
 echo "== HF Trainer" >&2
-.venv/bin/python scripts/hf_finetune.py "${COMMON[@]}" --output "$OUT/hf" --threads 2 > "$OUT/hf.json"
-python3 - "$OUT" "$which" <<'PY'
+HF_BF16=(); [ "$PRECISION" = bf16 ] && HF_BF16=(--bf16)
+.venv/bin/python scripts/hf_finetune.py "${COMMON[@]}" --output "$OUT/hf" --threads 2 "${HF_BF16[@]}" > "$OUT/hf.json"
+python3 - "$OUT" "$which" "$PRECISION" <<'PY'
 import json, sys, pathlib
-out, which = pathlib.Path(sys.argv[1]), sys.argv[2]
+out, which, precision = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 hf = json.loads((out / "hf.json").read_text())
 evals = [json.loads(l) for l in (out / "ours/metrics.jsonl").read_text().splitlines() if '"eval"' in l]
 last = evals[-1]
 ours_metric = last["metrics"]["accuracy"] if "accuracy" in last["metrics"] else last["metrics"]["f1"]
 ours_rate = json.loads((out / "ours.json").read_text())["samples_per_sec"]
 name = "accuracy" if "accuracy" in last["metrics"] else "entity F1"
-print(f"{which}: final-epoch {name}: ours {ours_metric:.4f}, HF Trainer {hf['metric']:.4f} "
+print(f"{which} ({precision} both sides): final-epoch {name}: ours {ours_metric:.4f}, HF Trainer {hf['metric']:.4f} "
       f"(difference {100 * (ours_metric - hf['metric']):+.2f} points)")
 print(f"training samples/s: ours {ours_rate:.1f}, HF Trainer {hf['train_samples_per_second']:.1f} "
       f"-> {ours_rate / hf['train_samples_per_second']:.2f}x")

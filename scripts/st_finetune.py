@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--query-prompt", default="")
     ap.add_argument("--document-prompt", default="")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16", action="store_true",
+                    help="mixed precision: torch.autocast bf16 on CPU (bf16=True), f32 master weights")
     args = ap.parse_args()
 
     import torch
@@ -138,7 +140,7 @@ def main():
         seed=args.seed,
         data_seed=args.seed,
         use_cpu=True,
-        bf16=False,
+        bf16=args.bf16,
         fp16=False,
         logging_strategy="no",
         eval_strategy="no",
@@ -166,6 +168,7 @@ def main():
                 "train_samples_per_second": len(train) * args.epochs / timer.seconds,
                 "loss": result.training_loss,
                 "torch_threads": torch.get_num_threads(),
+                "bf16": args.bf16,
                 "torch": torch.__version__,
                 "transformers": transformers.__version__,
                 "sentence_transformers": sentence_transformers.__version__,

@@ -322,23 +322,15 @@ impl AdamW {
             };
             if !self.cfg.update_clipping {
                 let State { m, v, live, .. } = s;
-                let g = match (&grad, rows) {
-                    (Some(g), _) => g.clone(),
-                    (None, Some(rows)) => {
-                        update_in_place(var.as_tensor(), |p| fused_update(p, m, v, live, Grad::Rows(rows), c))?;
-                        continue;
-                    }
-                    (None, None) => {
-                        update_in_place(var.as_tensor(), |p| fused_update(p, m, v, live, Grad::Zero, c))?;
-                        continue;
-                    }
-                };
-                with_f32(&g, |g| {
-                    update_in_place(var.as_tensor(), |p| fused_update(p, m, v, live, Grad::Dense(g), c))
-                })??;
+                let mut run = |g: Grad| update_in_place(var.as_tensor(), |p| fused_update(p, m, v, live, g, c));
+                match (&grad, rows) {
+                    (Some(g), _) => with_f32(g, |g| run(Grad::Dense(g)))??,
+                    (None, Some(rows)) => run(Grad::Rows(rows))?,
+                    (None, None) => run(Grad::Zero)?,
+                }
                 continue;
             }
-            // Moments, and per chunk Σ g²/max(v, ε²) (update clipping) and Σ g².
+            // Moments, and per chunk Σ g²/max(v, ε²) (update clipping).
             let mut partial: Vec<f64> = Vec::new();
             let (m, v) = (&mut s.m, &mut s.v);
             with_grad(&mut |g| {
