@@ -88,7 +88,7 @@ impl Bf16Linear {
         weight.check(out_features, in_features);
         let inn = in_features;
         #[cfg(target_arch = "x86_64")]
-        if path == Bf16Path::Avx512 && (weight.cs == 1 || weight.rs == 1) && weight.rs.max(weight.cs) < (1 << 26) {
+        if path == Bf16Path::Avx512 && (weight.cs == 1 || weight.rs == 1) {
             let mut w = AlignedCells::zeroed(pn.cells());
             // SAFETY: AVX512-BF16 is present (the path), `check` keeps reads in `weight`.
             unsafe { avx512::pack_weight(weight, &pn, w.as_mut_slice()) };
@@ -199,7 +199,7 @@ fn pack_activations(path: Bf16Path, x: Mat, r0: usize, r1: usize, inn: usize, ou
         return pack_rows(path, &x.data[r0 * inn..r1 * inn], inn, out, xs);
     }
     #[cfg(target_arch = "x86_64")]
-    if path == Bf16Path::Avx512 && x.rs == 1 && x.cs < (1 << 26) && xs < (1 << 26) {
+    if path == Bf16Path::Avx512 && x.rs == 1 {
         // SAFETY: AVX512-BF16 is present (the path); the caller checked `x` for `r1` rows.
         return unsafe { avx512::pack_transposed(x, r0, r1, inn, out, xs) };
     }
@@ -396,70 +396,130 @@ mod avx512 {
         _mm512_or_si512(_mm512_srli_epi32::<16>(round(lo)), _mm512_and_si512(round(hi), keep_high))
     }
 
-    /// Lane offsets `0, step, .., 15 * step` (for gathers and scatters; `step < 2^26`).
+    /// Transposes a 16 × 16 block of dwords: afterwards `m[j]` lane `i` is what `m[i]` lane `j` was.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn lane_offsets(step: usize) -> __m512i {
-        _mm512_mullo_epi32(
-            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-            _mm512_set1_epi32(step as i32),
-        )
+    unsafe fn transpose16(m: &mut [__m512i; 16]) {
+        let mut t = [_mm512_setzero_si512(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_epi32(m[2 * i], m[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(m[2 * i], m[2 * i + 1]);
+        }
+        // u[4q + e], 128-bit lane L: element 4L + e of rows 4q .. 4q + 3.
+        let mut u = [_mm512_setzero_si512(); 16];
+        for q in 0..4 {
+            let (a, b) = ((t[4 * q], t[4 * q + 1]), (t[4 * q + 2], t[4 * q + 3]));
+            u[4 * q] = _mm512_unpacklo_epi64(a.0, b.0);
+            u[4 * q + 1] = _mm512_unpackhi_epi64(a.0, b.0);
+            u[4 * q + 2] = _mm512_unpacklo_epi64(a.1, b.1);
+            u[4 * q + 3] = _mm512_unpackhi_epi64(a.1, b.1);
+        }
+        for e in 0..4 {
+            let (lo0, lo1) =
+                (_mm512_shuffle_i32x4::<0x88>(u[e], u[4 + e]), _mm512_shuffle_i32x4::<0xDD>(u[e], u[4 + e]));
+            let (hi0, hi1) =
+                (_mm512_shuffle_i32x4::<0x88>(u[8 + e], u[12 + e]), _mm512_shuffle_i32x4::<0xDD>(u[8 + e], u[12 + e]));
+            m[e] = _mm512_shuffle_i32x4::<0x88>(lo0, hi0);
+            m[8 + e] = _mm512_shuffle_i32x4::<0xDD>(lo0, hi0);
+            m[4 + e] = _mm512_shuffle_i32x4::<0x88>(lo1, hi1);
+            m[12 + e] = _mm512_shuffle_i32x4::<0xDD>(lo1, hi1);
+        }
     }
 
-    /// Packs `W[o, k] = w.at(o, k)` into `pn`'s panels (`out`: zeroed, `pn.cells()` long) when `W`
-    /// is stored row-major (`w.cs == 1`: gathers along `o`) or column-major (`w.rs == 1`: loads).
+    /// 16 cells from `n ≤ 32` consecutive values at `x` (pairs; zeros past `n`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn pair_cells(x: *const f32, n: usize) -> __m512i {
+        // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
+        let idx = _mm512_set_epi16(
+            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11,
+            9, 7, 5, 3, 1,
+        );
+        let a = round(_mm512_maskz_loadu_ps(mask(n), x));
+        let b = round(_mm512_maskz_loadu_ps(mask(n.saturating_sub(16)), x.wrapping_add(16)));
+        _mm512_permutex2var_epi16(a, idx, b)
+    }
+
+    /// Packs `W[o, k] = w.at(o, k)` into `pn`'s panels (`out`: `pn.cells()` long) when `W` is
+    /// stored row-major (`w.cs == 1`: 16 rows × 16 pairs at a time, transposed in registers) or
+    /// column-major (`w.rs == 1`: 16 consecutive `o` are consecutive values).
     ///
     /// # Safety
-    /// AVX512-BF16 present; `w` checked for `pn.out × pn.inn`; strides below 2^26.
+    /// AVX512-BF16 present; `w` checked for `pn.out × pn.inn`.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn pack_weight(w: Mat, pn: &super::Panels, out: &mut [u32]) {
-        let base = w.data.as_ptr();
-        let along_o = if w.rs == 1 { None } else { Some(lane_offsets(w.rs)) };
+        let (base, outp) = (w.data.as_ptr(), out.as_mut_ptr());
         for p in 0..pn.n_panels {
             let (nv, width, off) = (pn.nv(p), pn.width(p), pn.offset(p));
-            for g in 0..pn.groups {
-                let (k0, has_hi) = (2 * g, 2 * g + 1 < pn.inn);
-                for v in 0..nv {
-                    let o0 = p * super::NR + v * LANES;
-                    let mk = mask(width - v * LANES);
-                    let load = |k: usize| match along_o {
-                        // W column-major: 16 consecutive o are consecutive values.
-                        None => _mm512_maskz_loadu_ps(mk, base.add(o0 + k * w.cs)),
-                        Some(idx) => {
-                            _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mk, idx, base.add(o0 * w.rs + k))
-                        }
-                    };
-                    let hi = if has_hi { load(k0 + 1) } else { _mm512_setzero_ps() };
-                    let c = cells(load(k0), hi);
-                    _mm512_store_si512(out.as_mut_ptr().add(off + g * nv * LANES + v * LANES) as *mut _, c);
+            for v in 0..nv {
+                let o0 = p * super::NR + v * LANES;
+                let no = (width - v * LANES).min(LANES);
+                let dst = |g: usize| outp.add(off + g * nv * LANES + v * LANES) as *mut __m512i;
+                if w.rs == 1 {
+                    for g in 0..pn.groups {
+                        let (k0, mk) = (2 * g, mask(no));
+                        let lo = _mm512_maskz_loadu_ps(mk, base.add(o0 + k0 * w.cs));
+                        let hi = if k0 + 1 < pn.inn {
+                            _mm512_maskz_loadu_ps(mk, base.add(o0 + (k0 + 1) * w.cs))
+                        } else {
+                            _mm512_setzero_ps()
+                        };
+                        _mm512_store_si512(dst(g), cells(lo, hi));
+                    }
+                    continue;
+                }
+                let mut g0 = 0;
+                while g0 < pn.groups {
+                    let ng = (pn.groups - g0).min(LANES);
+                    let mut m = [_mm512_setzero_si512(); 16];
+                    for (i, row) in m.iter_mut().enumerate().take(no) {
+                        *row = pair_cells(base.add((o0 + i) * w.rs + 2 * g0), (pn.inn - 2 * g0).min(32));
+                    }
+                    transpose16(&mut m);
+                    for (j, col) in m.iter().enumerate().take(ng) {
+                        _mm512_store_si512(dst(g0 + j), *col);
+                    }
+                    g0 += LANES;
                 }
             }
         }
     }
 
     /// [`super::pack_rows`] for rows `r0..r1` of an `x` stored transposed (`x.rs == 1`:
-    /// `x[r, k] = data[r + k * cs]`): loads along `r`, scatters into the rows of `out`.
+    /// `x[r, k] = data[r + k * cs]`): 16 rows × 16 pairs at a time, loaded along `r` and
+    /// transposed in registers.
     ///
     /// # Safety
-    /// AVX512-BF16 present; `x` checked for `r1 × inn`; `out` holds `(r1 - r0) * xs` cells;
-    /// `x.cs`, `xs` below 2^26.
+    /// AVX512-BF16 present; `x` checked for `r1 × inn`; `out` holds `(r1 - r0) * xs` cells.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn pack_transposed(x: Mat, r0: usize, r1: usize, inn: usize, out: &mut [u32], xs: usize) {
         debug_assert!(out.len() >= (r1 - r0) * xs);
         let base = x.data.as_ptr();
-        let rows_apart = lane_offsets(xs);
-        for g in 0..inn.div_ceil(2) {
-            let (k0, has_hi) = (2 * g, 2 * g + 1 < inn);
-            let mut r = r0;
-            while r < r1 {
-                let mk = mask(r1 - r);
-                let lo = _mm512_maskz_loadu_ps(mk, base.add(r + k0 * x.cs));
-                let hi =
-                    if has_hi { _mm512_maskz_loadu_ps(mk, base.add(r + (k0 + 1) * x.cs)) } else { _mm512_setzero_ps() };
-                let dst = out.as_mut_ptr().add((r - r0) * xs + g);
-                _mm512_mask_i32scatter_epi32::<4>(dst as *mut _, mk, rows_apart, cells(lo, hi));
-                r += LANES;
+        let groups = inn.div_ceil(2);
+        let mut r = r0;
+        while r < r1 {
+            let (nr, mk) = ((r1 - r).min(LANES), mask(r1 - r));
+            let mut g0 = 0;
+            while g0 < groups {
+                let ng = (groups - g0).min(LANES);
+                let mut m = [_mm512_setzero_si512(); 16];
+                for (i, col) in m.iter_mut().enumerate().take(ng) {
+                    let k0 = 2 * (g0 + i);
+                    let lo = _mm512_maskz_loadu_ps(mk, base.add(r + k0 * x.cs));
+                    let hi = if k0 + 1 < inn {
+                        _mm512_maskz_loadu_ps(mk, base.add(r + (k0 + 1) * x.cs))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    *col = cells(lo, hi);
+                }
+                transpose16(&mut m);
+                for (c, row) in m.iter().enumerate().take(nr) {
+                    _mm512_mask_storeu_epi32(out.as_mut_ptr().add((r - r0 + c) * xs + g0) as *mut _, mask(ng), *row);
+                }
+                g0 += LANES;
             }
+            r += LANES;
         }
     }
 
@@ -467,26 +527,16 @@ mod avx512 {
     /// even with NaN → 0x7FC0, exactly like [`crate::gemm_pack::f32_to_bf16_bits`].
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn pack_row(x: &[f32], out: &mut [u32]) {
-        // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
-        let idx = _mm512_set_epi16(
-            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11,
-            9, 7, 5, 3, 1,
-        );
         let n = x.len();
         let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
         let mut k = 0;
         while k + 32 <= n {
-            let a = round(_mm512_loadu_ps(xp.add(k)));
-            let b = round(_mm512_loadu_ps(xp.add(k + 16)));
-            _mm512_storeu_si512(op.add(k / 2) as *mut _, _mm512_permutex2var_epi16(a, idx, b));
+            _mm512_storeu_si512(op.add(k / 2) as *mut _, pair_cells(xp.add(k), 32));
             k += 32;
         }
         if k < n {
             let rem = n - k;
-            let a = round(_mm512_maskz_loadu_ps(mask(rem), xp.add(k)));
-            let b = round(_mm512_maskz_loadu_ps(mask(rem.saturating_sub(16)), xp.add(k + 16)));
-            let v = _mm512_permutex2var_epi16(a, idx, b);
-            _mm512_mask_storeu_epi32(op.add(k / 2) as *mut _, mask(rem.div_ceil(2)), v);
+            _mm512_mask_storeu_epi32(op.add(k / 2) as *mut _, mask(rem.div_ceil(2)), pair_cells(xp.add(k), rem));
         }
     }
 
