@@ -46,9 +46,9 @@ impl RowGradient {
             let (take_a, take_b) = (a <= b && i < self.ids.len(), b <= a && j < other.ids.len());
             ids.push(if take_a { a } else { b });
             match (take_a, take_b) {
-                (true, true) => values.extend(
-                    self.values[i * w..][..w].iter().zip(&other.values[j * w..][..w]).map(|(x, y)| x + y),
-                ),
+                (true, true) => {
+                    values.extend(self.values[i * w..][..w].iter().zip(&other.values[j * w..][..w]).map(|(x, y)| x + y))
+                }
                 (true, false) => values.extend_from_slice(&self.values[i * w..][..w]),
                 _ => values.extend_from_slice(&other.values[j * w..][..w]),
             }
