@@ -363,8 +363,9 @@ unsafe fn portable_rows<const NV: usize>(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use super::{Mat, LANES, MR};
+    use crate::x86::transpose16;
     use std::arch::x86_64::*;
 
     #[inline(always)]
@@ -380,7 +381,7 @@ mod avx512 {
     /// exactly like [`crate::gemm_pack::f32_to_bf16_bits`]; the low half is garbage.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn round(v: __m512) -> __m512i {
+    pub(crate) unsafe fn round(v: __m512) -> __m512i {
         let b = _mm512_castps_si512(v);
         let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
         let r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb);
@@ -391,45 +392,15 @@ mod avx512 {
     /// 16 cells from two vectors of values: `lo` in the low half, `hi` in the high half.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn cells(lo: __m512, hi: __m512) -> __m512i {
+    pub(crate) unsafe fn cells(lo: __m512, hi: __m512) -> __m512i {
         let keep_high = _mm512_set1_epi32(0xFFFF_0000u32 as i32);
         _mm512_or_si512(_mm512_srli_epi32::<16>(round(lo)), _mm512_and_si512(round(hi), keep_high))
-    }
-
-    /// Transposes a 16 × 16 block of dwords: afterwards `m[j]` lane `i` is what `m[i]` lane `j` was.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn transpose16(m: &mut [__m512i; 16]) {
-        let mut t = [_mm512_setzero_si512(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_epi32(m[2 * i], m[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_epi32(m[2 * i], m[2 * i + 1]);
-        }
-        // u[4q + e], 128-bit lane L: element 4L + e of rows 4q .. 4q + 3.
-        let mut u = [_mm512_setzero_si512(); 16];
-        for q in 0..4 {
-            let (a, b) = ((t[4 * q], t[4 * q + 1]), (t[4 * q + 2], t[4 * q + 3]));
-            u[4 * q] = _mm512_unpacklo_epi64(a.0, b.0);
-            u[4 * q + 1] = _mm512_unpackhi_epi64(a.0, b.0);
-            u[4 * q + 2] = _mm512_unpacklo_epi64(a.1, b.1);
-            u[4 * q + 3] = _mm512_unpackhi_epi64(a.1, b.1);
-        }
-        for e in 0..4 {
-            let (lo0, lo1) =
-                (_mm512_shuffle_i32x4::<0x88>(u[e], u[4 + e]), _mm512_shuffle_i32x4::<0xDD>(u[e], u[4 + e]));
-            let (hi0, hi1) =
-                (_mm512_shuffle_i32x4::<0x88>(u[8 + e], u[12 + e]), _mm512_shuffle_i32x4::<0xDD>(u[8 + e], u[12 + e]));
-            m[e] = _mm512_shuffle_i32x4::<0x88>(lo0, hi0);
-            m[8 + e] = _mm512_shuffle_i32x4::<0xDD>(lo0, hi0);
-            m[4 + e] = _mm512_shuffle_i32x4::<0x88>(lo1, hi1);
-            m[12 + e] = _mm512_shuffle_i32x4::<0xDD>(lo1, hi1);
-        }
     }
 
     /// 16 cells from `n ≤ 32` consecutive values at `x` (pairs; zeros past `n`).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
-    unsafe fn pair_cells(x: *const f32, n: usize) -> __m512i {
+    pub(crate) unsafe fn pair_cells(x: *const f32, n: usize) -> __m512i {
         // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
         let idx = _mm512_set_epi16(
             63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11,
@@ -471,13 +442,14 @@ mod avx512 {
                 let mut g0 = 0;
                 while g0 < pn.groups {
                     let ng = (pn.groups - g0).min(LANES);
-                    let mut m = [_mm512_setzero_si512(); 16];
+                    let mut m = [_mm512_setzero_ps(); 16];
                     for (i, row) in m.iter_mut().enumerate().take(no) {
-                        *row = pair_cells(base.add((o0 + i) * w.rs + 2 * g0), (pn.inn - 2 * g0).min(32));
+                        let c = pair_cells(base.add((o0 + i) * w.rs + 2 * g0), (pn.inn - 2 * g0).min(32));
+                        *row = _mm512_castsi512_ps(c);
                     }
                     transpose16(&mut m);
                     for (j, col) in m.iter().enumerate().take(ng) {
-                        _mm512_store_si512(dst(g0 + j), *col);
+                        _mm512_store_si512(dst(g0 + j), _mm512_castps_si512(*col));
                     }
                     g0 += LANES;
                 }
@@ -502,7 +474,7 @@ mod avx512 {
             let mut g0 = 0;
             while g0 < groups {
                 let ng = (groups - g0).min(LANES);
-                let mut m = [_mm512_setzero_si512(); 16];
+                let mut m = [_mm512_setzero_ps(); 16];
                 for (i, col) in m.iter_mut().enumerate().take(ng) {
                     let k0 = 2 * (g0 + i);
                     let lo = _mm512_maskz_loadu_ps(mk, base.add(r + k0 * x.cs));
@@ -511,11 +483,12 @@ mod avx512 {
                     } else {
                         _mm512_setzero_ps()
                     };
-                    *col = cells(lo, hi);
+                    *col = _mm512_castsi512_ps(cells(lo, hi));
                 }
                 transpose16(&mut m);
                 for (c, row) in m.iter().enumerate().take(nr) {
-                    _mm512_mask_storeu_epi32(out.as_mut_ptr().add((r - r0 + c) * xs + g0) as *mut _, mask(ng), *row);
+                    let dst = out.as_mut_ptr().add((r - r0 + c) * xs + g0) as *mut _;
+                    _mm512_mask_storeu_epi32(dst, mask(ng), _mm512_castps_si512(*row));
                 }
                 g0 += LANES;
             }

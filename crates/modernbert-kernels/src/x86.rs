@@ -74,3 +74,39 @@ pub(crate) fn gelu_ps(u: __m512) -> __m512 {
     let phi = _mm512_mask_add_ps(phi, small, half, signed);
     _mm512_mul_ps(u, phi)
 }
+
+/// In-register 16 x 16 transpose of 32-bit elements: `r[j]` lane `i` moves to `r[i]`
+/// lane `j`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(crate) fn transpose16(r: &mut [__m512; 16]) {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for k in 0..8 {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    // u[4g + c] holds columns 4l + c (l = 128-bit lane) of rows 4g..4g + 4.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (a, b, c, e) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+        u[4 * g] = _mm512_shuffle_ps::<0x44>(a, c);
+        u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+        u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(b, e);
+        u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(b, e);
+    }
+    // v[c] / v[c + 4] (and + 8 for rows 8..16): columns c, c + 8 / c + 4, c + 12.
+    let mut v = [_mm512_setzero_ps(); 16];
+    for h in 0..2 {
+        for c in 0..4 {
+            let (a, b) = (u[8 * h + c], u[8 * h + 4 + c]);
+            v[8 * h + c] = _mm512_shuffle_f32x4::<0x88>(a, b);
+            v[8 * h + 4 + c] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+        }
+    }
+    for c in 0..4 {
+        r[c] = _mm512_shuffle_f32x4::<0x88>(v[c], v[8 + c]);
+        r[c + 8] = _mm512_shuffle_f32x4::<0xDD>(v[c], v[8 + c]);
+        r[c + 4] = _mm512_shuffle_f32x4::<0x88>(v[4 + c], v[12 + c]);
+        r[c + 12] = _mm512_shuffle_f32x4::<0xDD>(v[4 + c], v[12 + c]);
+    }
+}

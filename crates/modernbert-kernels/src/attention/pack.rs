@@ -170,7 +170,8 @@ mod avx512 {
     use super::super::tile::avx512::round_bf16_ps;
     use super::super::{Arith, Packing, Unit};
     use super::PANEL;
-    use crate::x86::lanes;
+    use crate::gemm_bf16::avx512::{cells, pair_cells};
+    use crate::x86::{lanes, transpose16};
     use std::arch::x86_64::*;
 
     /// How many `qkv` rows ahead the packing loops prefetch: the rows are read once, usually
@@ -210,69 +211,14 @@ mod avx512 {
         }
     }
 
-    /// bf16 bits (round to nearest even, NaN -> 0x7FC0, exactly `f32_to_bf16_bits`) in the
-    /// upper half of each lane, garbage below.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn bf16_hi(v: __m512) -> __m512i {
-        let b = _mm512_castps_si512(v);
-        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
-        let r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb);
-        let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-        _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7FC0_0000))
-    }
-
     /// `n` floats (even) as `n / 2` bf16 pair cells.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn to_pairs(x: *const f32, n: usize, out: *mut u32) {
-        // High halves of 32 dwords (a ++ b) in order: word indices 1, 3, .., 63.
-        let idx = _mm512_set_epi16(
-            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11,
-            9, 7, 5, 3, 1,
-        );
         for k in (0..n).step_by(32) {
             let rem = n - k;
-            let a = bf16_hi(_mm512_maskz_loadu_ps(lanes(rem.min(16)), x.add(k)));
-            let b = bf16_hi(_mm512_maskz_loadu_ps(lanes(rem.saturating_sub(16).min(16)), x.add(k + 16)));
-            let v = _mm512_permutex2var_epi16(a, idx, b);
+            let v = pair_cells(x.add(k), rem.min(32));
             _mm512_mask_storeu_epi32(out.add(k / 2) as *mut _, lanes((rem / 2).min(16)), v);
-        }
-    }
-
-    /// In-register 16 x 16 transpose of 32-bit elements: `r[j]` lane `i` moves to `r[i]`
-    /// lane `j`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn transpose16(r: &mut [__m512; 16]) {
-        let mut t = [_mm512_setzero_ps(); 16];
-        for k in 0..8 {
-            t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-            t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-        }
-        // u[4g + c] holds columns 4l + c (l = 128-bit lane) of rows 4g..4g + 4.
-        let mut u = [_mm512_setzero_ps(); 16];
-        for g in 0..4 {
-            let (a, b, c, e) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
-            u[4 * g] = _mm512_shuffle_ps::<0x44>(a, c);
-            u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
-            u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(b, e);
-            u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(b, e);
-        }
-        // v[c] / v[c + 4] (and + 8 for rows 8..16): columns c, c + 8 / c + 4, c + 12.
-        let mut v = [_mm512_setzero_ps(); 16];
-        for h in 0..2 {
-            for c in 0..4 {
-                let (a, b) = (u[8 * h + c], u[8 * h + 4 + c]);
-                v[8 * h + c] = _mm512_shuffle_f32x4::<0x88>(a, b);
-                v[8 * h + 4 + c] = _mm512_shuffle_f32x4::<0xDD>(a, b);
-            }
-        }
-        for c in 0..4 {
-            r[c] = _mm512_shuffle_f32x4::<0x88>(v[c], v[8 + c]);
-            r[c + 8] = _mm512_shuffle_f32x4::<0xDD>(v[c], v[8 + c]);
-            r[c + 4] = _mm512_shuffle_f32x4::<0x88>(v[4 + c], v[12 + c]);
-            r[c + 12] = _mm512_shuffle_f32x4::<0xDD>(v[4 + c], v[12 + c]);
         }
     }
 
@@ -396,9 +342,7 @@ mod avx512 {
                             let n = d.saturating_sub(c).min(16);
                             let a = _mm512_maskz_loadu_ps(lanes(n), s0.add(c));
                             let b = _mm512_maskz_loadu_ps(lanes(n.min(n1)), s1.add(c));
-                            let lo = _mm512_srli_epi32::<16>(bf16_hi(a));
-                            let hi = _mm512_and_si512(bf16_hi(b), _mm512_set1_epi32(0xFFFF_0000u32 as i32));
-                            _mm512_storeu_si512(dst.add(c) as *mut _, _mm512_or_si512(lo, hi));
+                            _mm512_storeu_si512(dst.add(c) as *mut _, cells(a, b));
                         }
                     }
                 }
