@@ -72,7 +72,7 @@ pub fn decays(name: &str, ndim: usize, cfg: &OptimizerConfig) -> bool {
     if ndim <= 1 || name.ends_with(".bias") {
         return false;
     }
-    cfg.decay_embeddings || name != "model.embeddings.tok_embeddings.weight"
+    cfg.decay_embeddings || name != crate::model::TOKEN_EMBEDDING
 }
 
 struct State {

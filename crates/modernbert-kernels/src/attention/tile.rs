@@ -189,10 +189,7 @@ pub(crate) mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub(crate) unsafe fn round_bf16_ps(x: __m512) -> __m512 {
-        let b = _mm512_castps_si512(x);
-        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
-        let r = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb);
-        let r = _mm512_and_si512(r, _mm512_set1_epi32(0xFFFF_0000u32 as i32));
+        let r = _mm512_and_si512(crate::gemm_bf16::avx512::round(x), _mm512_set1_epi32(0xFFFF_0000u32 as i32));
         let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
         _mm512_mask_mov_ps(_mm512_castsi512_ps(r), nan, x)
     }
