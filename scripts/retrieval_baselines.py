@@ -14,6 +14,12 @@ and reports nDCG@10, MRR@10, Recall@10, Recall@100 as defined in docs/retrieval-
   python scripts/retrieval_baselines.py --self-test                                    # metric example
   python scripts/retrieval_baselines.py --distill work/data/retrieval/train.jsonl --distill-rows 5000
         # teacher cosine scores [s_pos, s_neg1, ...] for the first N rows -> train-distill.jsonl
+  python scripts/retrieval_baselines.py --vectors work/data/retrieval/train.jsonl --vector-dim 256
+        # every row plus "teacher_vectors" (embedding distillation, `modernbert finetune --task embedding`):
+        # the teacher's embeddings of [query, positive, negatives...] projected to 256 dimensions
+        # -> train-vectors.jsonl, and the projection -> train-vectors.projection.pt
+  python scripts/retrieval_baselines.py --eval-dir ... --methods projected --projection P.pt
+        # the teacher through that projection (what a distilled student can at best reach)
 
 Writes <eval-dir>/../baselines.json (or --output) and prints a table.
 """
@@ -291,6 +297,47 @@ def distill(teacher, train_path, n_rows, out_path):
     return len(rows), len(uniq)
 
 
+def projection(E, dim):
+    """The top `dim` right singular vectors of the (uncentred) embeddings E: E @ P is the best rank-`dim`
+    approximation of E, so dot products survive as well as `dim` dimensions allow."""
+    torch = __import__("torch")
+    _, _, Vh = torch.linalg.svd(E.double(), full_matrices=False)
+    return Vh[:dim].T.contiguous()
+
+
+def project(E, P):
+    torch = __import__("torch")
+    return torch.nn.functional.normalize(E.double() @ P, dim=1).float()
+
+
+def teacher_vectors(teacher, train_path, dim, out_path):
+    """Writes every row of `train_path` with "teacher_vectors": the teacher's embeddings of the row's
+    [query, positive, negatives...], projected onto `dim` dimensions and L2-normalised."""
+    with open(train_path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    texts = [[r["query"], r["positive"]] + list(r.get("negatives") or []) for r in rows]
+    uniq = list(dict.fromkeys(t for ts in texts for t in ts))
+    E = teacher.encode(uniq)
+    P = projection(E, dim) if dim < E.shape[1] else teacher.torch.eye(E.shape[1], dtype=teacher.torch.float64)
+    V = project(E, P)
+    at = {t: i for i, t in enumerate(uniq)}
+    with open(out_path, "w", encoding="utf-8", newline="\n") as f:
+        for r, ts in zip(rows, texts):
+            out = dict(r)
+            out["teacher_vectors"] = [[round(x, 5) for x in V[at[t]].tolist()] for t in ts]
+            f.write(json.dumps(out, ensure_ascii=False) + "\n")
+    proj_path = os.path.splitext(out_path)[0] + ".projection.pt"
+    teacher.torch.save({"model": teacher.name, "projection": P}, proj_path)
+    return len(rows), len(uniq), proj_path
+
+
+def projected_scores(teacher, queries, corpus, P, cache_file):
+    """Cosine scores of the teacher's embeddings projected by P (and re-normalised)."""
+    teacher_scores(teacher, queries, corpus, cache_file)  # fills the cache file
+    d = teacher.torch.load(cache_file)
+    return (project(d["Q"], P).double() @ project(d["C"], P).double().T).tolist()
+
+
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -310,6 +357,10 @@ def main():
     ap.add_argument("--distill", default=None, metavar="TRAIN_JSONL")
     ap.add_argument("--distill-rows", type=int, default=5000)
     ap.add_argument("--distill-out", default=None)
+    ap.add_argument("--vectors", default=None, metavar="TRAIN_JSONL")
+    ap.add_argument("--vector-dim", type=int, default=256, help="width of the student's embeddings")
+    ap.add_argument("--vectors-out", default=None)
+    ap.add_argument("--projection", default=None, help="for --methods projected: a .projection.pt of --vectors")
     args = ap.parse_args()
 
     if args.self_test:
@@ -322,7 +373,7 @@ def main():
     model_dir = args.model or default_model_dir()
     if "rrf" in methods and not {"bm25", "teacher"} <= set(methods):
         sys.exit("rrf needs bm25 and teacher")
-    if "teacher" in methods or args.distill:
+    if {"teacher", "projected"} & set(methods) or args.distill or args.vectors:
         if args.model is None:
             ensure_model(model_dir)
         teacher = Teacher(model_dir, args.batch_size, args.device)
@@ -332,6 +383,12 @@ def main():
         out = args.distill_out or os.path.join(os.path.dirname(args.distill), "train-distill.jsonl")
         n, u = distill(teacher, args.distill, args.distill_rows, out)
         print(f"distill: {n} rows, {u} unique texts encoded -> {out} ({time.time() - t0:.0f}s)")
+
+    if args.vectors:
+        t0 = time.time()
+        out = args.vectors_out or os.path.join(os.path.dirname(args.vectors), "train-vectors.jsonl")
+        n, u, proj = teacher_vectors(teacher, args.vectors, args.vector_dim, out)
+        print(f"vectors: {n} rows, {u} unique texts encoded -> {out}, projection -> {proj} ({time.time() - t0:.0f}s)")
 
     if not args.eval_dir:
         return
@@ -359,6 +416,11 @@ def main():
                 rows[m] = bm25_scores(name, queries, corpus)
             elif m == "teacher":
                 rows[m] = teacher_scores(teacher, queries, corpus, os.path.join(cache_dir, f"teacher-{name}.pt"))
+            elif m == "projected":
+                if not args.projection:
+                    sys.exit("--methods projected needs --projection FILE (written by --vectors)")
+                P = teacher.torch.load(args.projection)["projection"]
+                rows[m] = projected_scores(teacher, queries, corpus, P, os.path.join(cache_dir, f"teacher-{name}.pt"))
             elif m == "rrf":
                 rows[m] = rrf_scores(rows["bm25"], rows["teacher"], [c for c, _ in corpus])
             else:

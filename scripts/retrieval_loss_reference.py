@@ -13,6 +13,12 @@ them to `tests/fixtures/retrieval-step/`:
 | `mnrl-hard`  | MultipleNegativesRankingLoss(scale=20)                                  | query, positive, neg. |
 | `cached`     | CachedMultipleNegativesRankingLoss(scale=20, mini_batch_size=4)         | query, positive, neg. |
 | `matryoshka` | MatryoshkaLoss(MNRL(scale=20), matryoshka_dims=[32, 16, 8]) (weights 1) | query, positive, neg. |
+| `distill`    | MNRL(scale=20) + 100 x MSELoss to the teacher vectors, model with Normalize | query, positive, neg. |
+
+`distill` is embedding distillation (`teacher_vectors` in the rows, `--distill-weight 100`): seeded
+unit vectors (32 wide, 6 decimals) stand in for a teacher's embeddings of the 18 texts and are written
+to `pairs-distill.jsonl`; the model gets a Normalize module (the trained embedder has one), which MNRL's
+cos_sim does not notice, and MSELoss sees all 18 texts as one column with their 18 vectors as labels.
 
 Model: `SentenceTransformer(modules=[models.Transformer("tests/fixtures/tiny-mlm"),
 models.Pooling(32, "mean")])`, float32, eager attention, CPU, one thread, `train()` mode (tiny-mlm
@@ -100,7 +106,7 @@ if ST6:
     from sentence_transformers import SentenceTransformer  # noqa: E402
     from sentence_transformers.base.modules import Transformer  # noqa: E402
     from sentence_transformers.sentence_transformer import losses  # noqa: E402
-    from sentence_transformers.sentence_transformer.modules import Pooling  # noqa: E402
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODEL = ROOT / "tests/fixtures/tiny-mlm"
@@ -133,7 +139,20 @@ ROWS = [
      "Macbeth"),
 ]
 
-CASES = ["mnrl", "mnrl-hard", "cached", "matryoshka"]
+CASES = ["mnrl", "mnrl-hard", "cached", "matryoshka", "distill"]
+DISTILL_WEIGHT = 100.0
+
+
+def teacher_vectors():
+    """[6 rows, 3 texts, 32]: seeded unit vectors, rounded to 6 decimals as written to JSON."""
+    g = torch.Generator().manual_seed(7)
+    v = F.normalize(torch.randn(len(ROWS), 3, 32, generator=g, dtype=torch.float64), dim=-1)
+    return torch.tensor([[[round(x, 6) for x in t] for t in r] for r in v.tolist()], dtype=torch.float32)
+
+
+def rust_order_vectors():
+    """The teacher vectors in the Rust batch order: queries, positives, negatives."""
+    return teacher_vectors().transpose(0, 1).reshape(3 * len(ROWS), 32)
 
 
 def build_model():
@@ -154,6 +173,17 @@ def make_loss(case, model):
     if case == "matryoshka":
         return losses.MatryoshkaLoss(model, losses.MultipleNegativesRankingLoss(model, scale=SCALE),
                                      matryoshka_dims=DIMS)
+    if case == "distill":
+        normalized = SentenceTransformer(modules=[model[0], model[1], Normalize()], device="cpu")
+        normalized.train()
+        mnrl = losses.MultipleNegativesRankingLoss(normalized, scale=SCALE)
+        mse = losses.MSELoss(normalized)
+
+        def loss(features, _labels):
+            every_text = normalized.preprocess([t for col in columns(case) for t in col])
+            return mnrl(features, None) + DISTILL_WEIGHT * mse([every_text], rust_order_vectors())
+
+        return loss
     raise ValueError(case)
 
 
@@ -212,11 +242,16 @@ def grad_rel(ga, gb):
 
 def bi_encoder_part():
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in ("pairs.jsonl", "reference.safetensors", "README.md"):
+    for name in ("pairs.jsonl", "pairs-distill.jsonl", "reference.safetensors", "README.md"):
         (OUT / name).unlink(missing_ok=True)
     with open(OUT / "pairs.jsonl", "w", encoding="utf-8") as f:
         for q, p, n in ROWS:
             f.write(json.dumps({"query": q, "positive": p, "negatives": [n]}, ensure_ascii=False) + "\n")
+    with open(OUT / "pairs-distill.jsonl", "w", encoding="utf-8") as f:
+        for (q, p, n), v in zip(ROWS, teacher_vectors().tolist()):
+            vectors = [[round(x, 6) for x in t] for t in v]
+            f.write(json.dumps({"query": q, "positive": p, "negatives": [n], "teacher_vectors": vectors},
+                               ensure_ascii=False) + "\n")
 
     model = build_model()
     tok = model.tokenizer
@@ -252,6 +287,8 @@ def bi_encoder_part():
         n_texts = 2 * b if case == "mnrl" else 3 * b
         emb = single_embeddings(model, rust_order[:n_texts])
         ours = rust_loss(emb, b, DIMS if case == "matryoshka" else [32])
+        if case == "distill":
+            ours = ours + DISTILL_WEIGHT * ((F.normalize(emb, dim=-1) - rust_order_vectors()) ** 2).mean()
         ours.backward()
         g_ours = grads_of(model)
         l_rel = abs(float(ours.detach()) - float(loss)) / abs(float(loss))
@@ -292,6 +329,7 @@ def bi_encoder_part():
     meta = {
         "cases": json.dumps(CASES), "scale": SCALE, "mini_batch_size": MINI_BATCH,
         "matryoshka_dims": json.dumps(DIMS), "matryoshka_weights": json.dumps([1, 1, 1]),
+        "distill_weight": DISTILL_WEIGHT,
         "param_names": json.dumps(names), "order": "queries, positives, negatives",
         "torch": torch.__version__, "transformers": __import__("transformers").__version__,
         "sentence_transformers": sentence_transformers.__version__, "tolerance": 1e-4,
@@ -319,6 +357,8 @@ def write_readme(results, lengths, n_rows, cache, emb_leak, checks, gmin, gmin_a
             ("mnrl-hard", "the same with the hard negative as 3rd column: 6 x 12 scores"),
             ("cached", "`CachedMultipleNegativesRankingLoss(scale=20, mini_batch_size=4)`, with the negative"),
             ("matryoshka", "`MatryoshkaLoss(MNRL(scale=20), [32, 16, 8])`, weights 1, summed, with the negative"),
+            ("distill", "MNRL with the negative + 100 x `MSELoss` to `pairs-distill.jsonl`'s teacher vectors "
+                        "(model with Normalize)"),
         ])
     worst3 = max(v[1] for v in checks.values())
     text = f"""# retrieval-step: gradient parity for `finetune --task embedding`

@@ -89,6 +89,9 @@ pub struct FinetuneArgs {
     /// Embedding: also train these truncated widths (Matryoshka), e.g. 64,128.
     #[arg(long, value_delimiter = ',')]
     pub matryoshka_dims: Option<Vec<usize>>,
+    /// Embedding: weight of the distillation loss (MSE to the rows' "teacher_vectors") beside InfoNCE.
+    #[arg(long)]
+    pub distill_weight: Option<f64>,
     /// Embedding: texts per forward pass with gradient caching (large batches in small memory).
     #[arg(long)]
     pub mini_batch_size: Option<usize>,
@@ -166,7 +169,7 @@ pub fn run(command: Commands) -> Result<()> {
             }
             set_optional!(validation, format, max_batch_tokens, early_stopping_patience, classifier_pooling, max_steps);
             set_optional!(pooling, matryoshka_dims, mini_batch_size, hard_negatives, query_prompt, document_prompt);
-            set!(scale, precision);
+            set!(scale, distill_weight, precision);
             if a.batch_by_source {
                 cfg.batch_by_source = true;
             }

@@ -1,6 +1,6 @@
 //! Gradient parity with sentence-transformers for `finetune --task embedding` (issue 12):
-//! MultipleNegativesRankingLoss with and without a hard negative, its cached (GradCache) form and
-//! MatryoshkaLoss, computed by sentence-transformers 6.3 on `tests/fixtures/retrieval-step`
+//! MultipleNegativesRankingLoss with and without a hard negative, its cached (GradCache) form,
+//! MatryoshkaLoss, and MNRL plus MSELoss to teacher embeddings (distillation), computed by sentence-transformers 6.3 on `tests/fixtures/retrieval-step`
 //! (`scripts/retrieval_loss_reference.py`) from tiny-mlm; ours from the same weights and rows.
 //! "rel" is per tensor: `max|ours − ref| / max|ref|`.
 
@@ -26,19 +26,23 @@ fn embedding_losses_and_gradients_match_sentence_transformers() {
     let r = candle_core::safetensors::load(fixture.join("reference.safetensors"), &Device::Cpu).unwrap();
     let rows: Vec<u32> = r["token_rows"].to_vec1::<i64>().unwrap().iter().map(|&v| v as u32).collect();
     let model_dir = root().join("tests/fixtures/tiny-mlm");
-    // (case, hard negatives, GradCache mini-batch, Matryoshka dimensions)
-    type Case = (&'static str, Option<usize>, Option<usize>, Option<Vec<usize>>);
-    let cases: [Case; 4] = [
-        ("mnrl", Some(0), None, None),
-        ("mnrl-hard", None, None, None),
-        ("cached", None, Some(4), None),
-        ("matryoshka", None, None, Some(vec![32, 16, 8])),
+    // (case, hard negatives, GradCache mini-batch, Matryoshka dimensions, rows)
+    type Case = (&'static str, Option<usize>, Option<usize>, Option<Vec<usize>>, &'static str);
+    let cases: [Case; 6] = [
+        ("mnrl", Some(0), None, None, "pairs.jsonl"),
+        ("mnrl-hard", None, None, None, "pairs.jsonl"),
+        ("cached", None, Some(4), None, "pairs.jsonl"),
+        ("matryoshka", None, None, Some(vec![32, 16, 8]), "pairs.jsonl"),
+        ("distill", None, None, None, "pairs-distill.jsonl"),
+        // The same loss through GradCache.
+        ("distill", None, Some(5), None, "pairs-distill.jsonl"),
     ];
-    for (case, hard, mini, dims) in cases {
+    for (case, hard, mini, dims, rows_file) in cases {
         let cfg = FinetuneConfig {
             task: Task::Embedding,
             model: model_dir.display().to_string(),
-            train: fixture.join("pairs.jsonl"),
+            train: fixture.join(rows_file),
+            distill_weight: 100.0,
             validation: Some(fixture.join("pairs.jsonl")),
             output: PathBuf::from("unused"),
             hard_negatives: hard,
@@ -77,6 +81,36 @@ fn embedding_losses_and_gradients_match_sentence_transformers() {
             }
         }
         assert_eq!(grads.len(), 26, "{case}: every parameter has a gradient");
-        eprintln!("{case}: loss rel {loss_rel:.2e}, worst gradient rel {:.2e} ({})", worst.0, worst.1);
+        eprintln!(
+            "{case} (GradCache {mini:?}): loss rel {loss_rel:.2e}, worst gradient rel {:.2e} ({})",
+            worst.0, worst.1
+        );
     }
+}
+
+#[test]
+fn teacher_vectors_must_match_the_model_and_cover_every_row() {
+    let model_dir = root().join("tests/fixtures/tiny-mlm");
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("rows.jsonl");
+    let cfg = FinetuneConfig {
+        task: Task::Embedding,
+        model: model_dir.display().to_string(),
+        train: train.clone(),
+        validation: Some(root().join("tests/fixtures/retrieval-step/pairs.jsonl")),
+        output: PathBuf::from("unused"),
+        ..Default::default()
+    };
+    let error = |rows: &str| {
+        std::fs::write(&train, rows).unwrap();
+        EmbeddingJob::new(&cfg, &model_dir).err().map(|e| format!("{e:#}")).unwrap_or_default()
+    };
+    let narrow = "{\"query\": \"a\", \"positive\": \"b\", \"teacher_vectors\": [[1, 0], [0, 1]]}\n";
+    assert!(error(narrow).contains("rows.jsonl:1: teacher vectors are 2 wide, the model's embeddings 32"));
+    let wide = format!("[{}]", vec!["0.1"; 32].join(", "));
+    let some = format!(
+        "{{\"query\": \"a\", \"positive\": \"b\", \"teacher_vectors\": [{wide}, {wide}]}}\n\
+         {{\"query\": \"c\", \"positive\": \"d\"}}\n"
+    );
+    assert!(error(&some).contains("rows.jsonl:2: no `teacher_vectors`"), "{}", error(&some));
 }

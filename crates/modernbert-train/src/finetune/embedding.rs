@@ -2,7 +2,9 @@
 //! plus given hard negatives on cosine similarities × `scale` (MultipleNegativesRankingLoss),
 //! optionally summed over Matryoshka dimensions, with gradient caching (GradCache, ST's
 //! CachedMultipleNegativesRankingLoss) so that a large batch fits in memory; steps never hold
-//! the same text twice. Evaluated by retrieval (nDCG@10) on held-out data; written as a
+//! the same text twice. Rows that carry a teacher's embeddings add their distillation: the mean
+//! squared error between the normalised embeddings and the teacher's (sentence-transformers'
+//! MSELoss), × `distill_weight`. Evaluated by retrieval (nDCG@10) on held-out data; written as a
 //! sentence-transformers directory.
 
 use super::batches::Batching;
@@ -27,10 +29,12 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// One training row, tokenised: the query, then its documents (positive first).
+/// One training row, tokenised: the query, then its documents (positive first), and the
+/// teacher's embeddings of those texts when distilling.
 struct Encoded {
     query: Vec<u32>,
     documents: Vec<Vec<u32>>,
+    teacher: Option<Vec<Vec<f32>>>,
 }
 
 /// An embedding run.
@@ -48,6 +52,8 @@ pub struct EmbeddingJob {
     eval_source: String,
     pooling: PoolingMode,
     scale: f64,
+    /// Weight of the distillation term (rows with teacher embeddings).
+    distill_weight: f64,
     dims: Vec<Option<usize>>,
     mini_batch: Option<usize>,
     prompts: BTreeMap<String, String>,
@@ -128,11 +134,32 @@ impl EmbeddingJob {
             .flat_map(|r| std::iter::once(&r.positive).chain(r.negatives.iter().take(negatives)))
             .map(|t| prompted(dp, t))
             .collect();
+        let distill = rows.iter().any(|r| r.teacher_vectors.is_some());
+        for r in rows.iter().filter(|_| distill) {
+            let width = match &r.teacher_vectors {
+                Some(v) => v[0].len(),
+                None => bail!("{}: no `teacher_vectors` (other rows have them: give them on every row)", r.origin),
+            };
+            if width != config.hidden_size {
+                bail!(
+                    "{}: teacher vectors are {width} wide, the model's embeddings {} (project them to that width, \
+                     e.g. scripts/retrieval_baselines.py --vectors --vector-dim {})",
+                    r.origin,
+                    config.hidden_size,
+                    config.hidden_size
+                );
+            }
+        }
         let q_ids = encode_all(&tok, &queries, max_length)?;
         let mut d_ids = encode_all(&tok, &docs, max_length)?.into_iter();
         let train: Vec<Encoded> = q_ids
             .into_iter()
-            .map(|query| Encoded { query, documents: (0..=negatives).filter_map(|_| d_ids.next()).collect() })
+            .zip(&rows)
+            .map(|(query, r)| Encoded {
+                query,
+                documents: (0..=negatives).filter_map(|_| d_ids.next()).collect(),
+                teacher: r.teacher_vectors.as_ref().map(|v| v[..2 + negatives].to_vec()),
+            })
             .collect();
         let lengths = train.iter().map(|e| e.query.len() + e.documents.iter().map(Vec::len).sum::<usize>()).collect();
         let hashes = rows
@@ -196,6 +223,7 @@ impl EmbeddingJob {
             eval_source,
             pooling,
             scale: cfg.scale,
+            distill_weight: cfg.distill_weight,
             dims,
             mini_batch: cfg.mini_batch_size,
             prompts,
@@ -212,9 +240,23 @@ impl EmbeddingJob {
         }
     }
 
+    /// The teacher's embeddings of a step's texts in the order of [`Self::loss`], if distilling.
+    fn teacher(&self, items: &[usize]) -> Result<Option<Tensor>> {
+        let Some(first) = items.first().and_then(|&i| self.train[i].teacher.as_ref()) else { return Ok(None) };
+        let width = first[0].len();
+        let mut flat = Vec::with_capacity(items.len() * (2 + self.negatives) * width);
+        for column in 0..2 + self.negatives {
+            for &i in items {
+                flat.extend_from_slice(&self.train[i].teacher.as_ref().context("teacher embeddings")?[column]);
+            }
+        }
+        Ok(Some(Tensor::from_vec(flat, (items.len() * (2 + self.negatives), width), &candle_core::Device::Cpu)?))
+    }
+
     /// The step's loss from all its embeddings: rows `0..b` are the queries, then the positives,
-    /// then the first hard negatives of every row, and so on (sentence-transformers' column order).
-    fn loss(&self, embeddings: &Tensor, b: usize) -> Result<Tensor> {
+    /// then the first hard negatives of every row, and so on (sentence-transformers' column order);
+    /// `teacher` holds the teacher's embeddings of the same texts when distilling.
+    fn loss(&self, embeddings: &Tensor, b: usize, teacher: Option<&Tensor>) -> Result<Tensor> {
         let (q, docs) = (embeddings.narrow(0, 0, b)?, embeddings.narrow(0, b, embeddings.dim(0)? - b)?);
         let targets: Vec<u32> = (0..b as u32).collect();
         let mut total: Option<Tensor> = None;
@@ -230,7 +272,11 @@ impl EmbeddingJob {
                 None => l,
             });
         }
-        total.context("no Matryoshka dimension")
+        let total = total.context("no Matryoshka dimension")?;
+        match teacher {
+            Some(t) => Ok((total + ((normalize(embeddings)? - t)?.sqr()?.mean_all()? * self.distill_weight)?)?),
+            None => Ok(total),
+        }
     }
 }
 
@@ -277,12 +323,13 @@ impl Job for EmbeddingJob {
             None => std::iter::once(0..texts.len()).collect(),
         };
         let keys: Vec<_> = (0..chunks.len()).map(|k| ctx.key(k as u64)).collect();
+        let teacher = self.teacher(items)?;
         let embed = |k: usize, r: &std::ops::Range<usize>| -> Result<Tensor> {
             let (ids, cu) = concat(texts[r.clone()].iter().copied());
             model.pooled(&ids, &cu, keys[k], self.pooling())
         };
         if chunks.len() == 1 {
-            let loss = self.loss(&embed(0, &chunks[0])?, b)?;
+            let loss = self.loss(&embed(0, &chunks[0])?, b, teacher.as_ref())?;
             let value = loss.to_scalar::<f32>()? as f64;
             grads::accumulate(ctx.grads, model, &loss.backward()?)?;
             return Ok(value);
@@ -291,7 +338,7 @@ impl Job for EmbeddingJob {
         // each chunk again with its graph, backpropagating that gradient (same dropout masks).
         let cached = chunks.iter().enumerate().map(|(k, r)| Ok(embed(k, r)?.detach())).collect::<Result<Vec<_>>>()?;
         let all = Var::from_tensor(&Tensor::cat(&cached, 0)?)?;
-        let loss = self.loss(all.as_tensor(), b)?;
+        let loss = self.loss(all.as_tensor(), b, teacher.as_ref())?;
         let value = loss.to_scalar::<f32>()? as f64;
         let grad = loss.backward()?.get(all.as_tensor()).context("no gradient for the cached embeddings")?.clone();
         for (k, r) in chunks.iter().enumerate() {
@@ -367,10 +414,14 @@ impl Job for EmbeddingJob {
 
     fn describe(&self) -> String {
         format!(
-            "data: {} training pairs with {} hard negatives each; validation: {} queries over {} documents ({}); \
-             pooling {}, scale {}, Matryoshka dimensions {:?}, GradCache chunks {:?}",
+            "data: {} training pairs with {} hard negatives each{}; validation: {} queries over {} documents \
+             ({}); pooling {}, scale {}, Matryoshka dimensions {:?}, GradCache chunks {:?}",
             self.train.len(),
             self.negatives,
+            match self.train.first().and_then(|e| e.teacher.as_ref()) {
+                Some(_) => format!(", distilled from teacher embeddings (MSE × {})", self.distill_weight),
+                None => String::new(),
+            },
             self.eval.queries.len(),
             self.eval.corpus.len(),
             self.eval_source,

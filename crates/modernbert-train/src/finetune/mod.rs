@@ -145,6 +145,10 @@ pub struct FinetuneConfig {
     /// Embedding: also train truncated vectors of these widths (MatryoshkaLoss, weights 1).
     #[serde(alias = "matryoshka-dims")]
     pub matryoshka_dims: Option<Vec<usize>>,
+    /// Embedding: weight of the distillation loss (mean squared error to the rows'
+    /// `teacher_vectors`, sentence-transformers' MSELoss) added to the InfoNCE loss.
+    #[serde(alias = "distill-weight")]
+    pub distill_weight: f64,
     /// Embedding: texts per forward pass with gradient caching (CachedMNRL); none: one pass.
     #[serde(alias = "mini-batch-size")]
     pub mini_batch_size: Option<usize>,
@@ -202,6 +206,7 @@ impl Default for FinetuneConfig {
             pooling: None,
             scale: 20.0,
             matryoshka_dims: None,
+            distill_weight: 1.0,
             mini_batch_size: None,
             hard_negatives: None,
             batch_by_source: false,
@@ -243,6 +248,7 @@ impl FinetuneConfig {
         check(self.micro_batch_tokens > 0, "micro_batch_tokens", "must be at least 1")?;
         check(self.early_stopping_patience != Some(0), "early_stopping_patience", "must be at least 1")?;
         check(self.scale.is_finite() && self.scale > 0.0, "scale", "must be a positive number")?;
+        check(self.distill_weight.is_finite() && self.distill_weight >= 0.0, "distill_weight", "must be ≥ 0")?;
         check(self.mini_batch_size != Some(0), "mini_batch_size", "must be at least 1")?;
         check(self.query_length >= 4 && self.document_length >= 4, "query_length", "lengths must be at least 4")?;
         check(self.colbert_dim > 0, "colbert_dim", "must be at least 1")?;

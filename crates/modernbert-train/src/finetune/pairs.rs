@@ -22,6 +22,8 @@ pub struct PairRow {
     pub label: Option<f32>,
     /// A teacher's scores of `[positive, negatives…]` (distillation).
     pub teacher: Option<Vec<f32>>,
+    /// A teacher's embeddings of `[query, positive, negatives…]` (embedding distillation).
+    pub teacher_vectors: Option<Vec<Vec<f32>>>,
     /// The dataset the row comes from (`source` or `dataset`), for one-source batches.
     pub source: Option<String>,
     pub origin: Origin,
@@ -32,7 +34,8 @@ fn text<'a>(obj: &'a serde_json::Map<String, Value>, keys: &[&str]) -> Option<&'
 }
 
 /// Reads JSONL rows `{"query"|"anchor", "positive"|"document", "negatives": [...] | "negative" |
-/// "negative_1"…, "label"?, "teacher_scores"?, "source"?}`; errors name the file and line.
+/// "negative_1"…, "label"?, "teacher_scores"?, "teacher_vectors"?, "source"?}`; errors name the
+/// file and line.
 pub fn read_pairs(path: &Path) -> Result<Vec<PairRow>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let text_all = String::from_utf8(bytes).map_err(|e| {
@@ -89,6 +92,10 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairRow>> {
             }
             Some(other) => bail!("{at}: `teacher_scores` must be a list, found {other}"),
         };
+        let teacher_vectors = match obj.get("teacher_vectors") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(read_vectors(v, 2 + negatives.len()).with_context(|| format!("{at}: `teacher_vectors`"))?),
+        };
         if query.trim().is_empty() || positive.trim().is_empty() || negatives.iter().any(|n| n.trim().is_empty()) {
             bail!("{at}: an empty text");
         }
@@ -99,6 +106,7 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairRow>> {
             negatives,
             label,
             teacher,
+            teacher_vectors,
             source,
             origin: at,
         });
@@ -107,6 +115,30 @@ pub fn read_pairs(path: &Path) -> Result<Vec<PairRow>> {
         bail!("{}: no rows", path.display());
     }
     Ok(rows)
+}
+
+/// `count` vectors of one width with finite entries, from a JSON list of lists of numbers.
+fn read_vectors(v: &Value, count: usize) -> Result<Vec<Vec<f32>>> {
+    let Value::Array(items) = v else { bail!("must be a list of vectors, found {v}") };
+    if items.len() != count {
+        bail!("{} vectors for {count} texts (query, positive, negatives)", items.len());
+    }
+    let vectors: Vec<Vec<f32>> = items
+        .iter()
+        .map(|item| {
+            let Value::Array(xs) = item else { bail!("a vector must be a list of numbers, found {item}") };
+            xs.iter()
+                .map(|x| match x.as_f64() {
+                    Some(f) if f.is_finite() => Ok(f as f32),
+                    _ => bail!("holds {x}, not a finite number"),
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    if vectors.iter().any(|x| x.is_empty() || x.len() != vectors[0].len()) {
+        bail!("vectors must be non-empty and of one width");
+    }
+    Ok(vectors)
 }
 
 /// The steps of one epoch with no text twice in a step: rows in a seeded shuffle fill a step
@@ -189,6 +221,19 @@ mod tests {
         assert!(read_pairs(&p).unwrap_err().to_string().contains("p.jsonl:2: no `positive`"));
         std::fs::write(&p, "{\"query\": \"q\", \"positive\": \"p\", \"teacher_scores\": [1, 2]}\n").unwrap();
         assert!(read_pairs(&p).unwrap_err().to_string().contains("2 teacher scores for 1 positive and 0 negatives"));
+        let vectors = |v: &str| format!("{{\"query\": \"q\", \"positive\": \"p\", \"teacher_vectors\": {v}}}\n");
+        std::fs::write(&p, vectors("[[1, 0.5], [0, -2]]")).unwrap();
+        assert_eq!(read_pairs(&p).unwrap()[0].teacher_vectors, Some(vec![vec![1.0, 0.5], vec![0.0, -2.0]]));
+        for (bad, why) in [
+            ("[[1, 0]]", "1 vectors for 2 texts"),
+            ("[[1, 0], [1]]", "of one width"),
+            ("[[1, 0], [1, \"x\"]]", "not a finite number"),
+            ("[1, 2]", "must be a list of numbers"),
+        ] {
+            std::fs::write(&p, vectors(bad)).unwrap();
+            let e = format!("{:#}", read_pairs(&p).unwrap_err());
+            assert!(e.contains("p.jsonl:1: `teacher_vectors`") && e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]
