@@ -294,7 +294,7 @@ pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     bar.set_position(state.tokens);
     let print_lines = progress && bar.is_hidden();
     // MODERNBERT_TRAIN_TIMING=1 prints where each step's time goes.
-    let timing = std::env::var_os("MODERNBERT_TRAIN_TIMING").is_some();
+    let timing = std::env::var_os("MODERNBERT_TRAIN_TIMING").is_some_and(|v| v != "0");
 
     let mut dump = match &opts.dump_batches {
         Some(p) => Some(std::io::BufWriter::new(
