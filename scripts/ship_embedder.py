@@ -128,8 +128,8 @@ time, so in-batch negatives cannot be told apart by their source: 1 epoch, lr 2e
 distillation: `scripts/retrieval_baselines.py --vectors` adds the teacher's embeddings of every
 training text (projected onto 256 dimensions) to the pairs, and `stage4-distill.toml` and
 `stage5-distill.toml` train InfoNCE + `distill_weight` x MSE to them (sentence-transformers'
-MSELoss): code-python nDCG@10 0.278 -> 0.330 (stage 4, stopped at step 450) -> 0.416 (stage 5, 3
-epochs). `stage6-distill.toml` (2 more epochs) levelled off: code-python 0.418, code-mbpp 0.585, but
+MSELoss): validation (code-python nDCG@10, f32 weights in training; the table is of the shipped bf16
+weights) 0.278 -> 0.330 (stage 4, stopped at step 450) -> 0.416 (stage 5, 3 epochs). `stage6-distill.toml` (2 more epochs) levelled off: code-python 0.418, code-mbpp 0.585, but
 the code-search set's dense MRR@10 fell (0.495 -> 0.472, docs/code-search.md), so stage 5 ships. Its
 settings:
 
