@@ -254,8 +254,8 @@ class Teacher:
         return self.torch.stack([cache[t] for t in texts])
 
 
-def teacher_scores(teacher, queries, corpus, cache_file=None):
-    """Cosine score rows; the embeddings are cached in `cache_file` (.pt) keyed by the texts."""
+def teacher_embeddings(teacher, queries, corpus, cache_file=None):
+    """(Q, C): the teacher's L2-normalised embeddings, cached in `cache_file` (.pt) keyed by the texts."""
     torch = teacher.torch
     ctexts, qtexts = [t for _, t in corpus], [t for _, t in queries]
     C = Q = None
@@ -268,6 +268,12 @@ def teacher_scores(teacher, queries, corpus, cache_file=None):
         if cache_file:
             os.makedirs(os.path.dirname(cache_file), exist_ok=True)
             torch.save({"model": teacher.name, "corpus": ctexts, "queries": qtexts, "C": C, "Q": Q}, cache_file)
+    return Q, C
+
+
+def teacher_scores(teacher, queries, corpus, cache_file=None):
+    """Cosine score rows of the teacher's embeddings."""
+    Q, C = teacher_embeddings(teacher, queries, corpus, cache_file)
     return (Q.double() @ C.double().T).tolist()
 
 
@@ -333,9 +339,8 @@ def teacher_vectors(teacher, train_path, dim, out_path):
 
 def projected_scores(teacher, queries, corpus, P, cache_file):
     """Cosine scores of the teacher's embeddings projected by P (and re-normalised)."""
-    teacher_scores(teacher, queries, corpus, cache_file)  # fills the cache file
-    d = teacher.torch.load(cache_file)
-    return (project(d["Q"], P).double() @ project(d["C"], P).double().T).tolist()
+    Q, C = teacher_embeddings(teacher, queries, corpus, cache_file)
+    return (project(Q, P).double() @ project(C, P).double().T).tolist()
 
 
 # ----------------------------------------------------------------------------------------------------------

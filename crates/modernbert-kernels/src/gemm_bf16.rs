@@ -365,17 +365,8 @@ unsafe fn portable_rows<const NV: usize>(
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512 {
     use super::{Mat, LANES, MR};
-    use crate::x86::transpose16;
+    use crate::x86::{lanes, transpose16};
     use std::arch::x86_64::*;
-
-    #[inline(always)]
-    fn mask(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << n) - 1) as __mmask16
-        }
-    }
 
     /// `v` rounded to bf16 in the high half of each lane (round to nearest even, NaN → 0x7FC0),
     /// exactly like [`crate::gemm_pack::f32_to_bf16_bits`]; the low half is garbage.
@@ -406,8 +397,8 @@ pub(crate) mod avx512 {
             63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11,
             9, 7, 5, 3, 1,
         );
-        let a = round(_mm512_maskz_loadu_ps(mask(n), x));
-        let b = round(_mm512_maskz_loadu_ps(mask(n.saturating_sub(16)), x.wrapping_add(16)));
+        let a = round(_mm512_maskz_loadu_ps(lanes(n), x));
+        let b = round(_mm512_maskz_loadu_ps(lanes(n.saturating_sub(16)), x.wrapping_add(16)));
         _mm512_permutex2var_epi16(a, idx, b)
     }
 
@@ -428,7 +419,7 @@ pub(crate) mod avx512 {
                 let dst = |g: usize| outp.add(off + g * nv * LANES + v * LANES) as *mut __m512i;
                 if w.rs == 1 {
                     for g in 0..pn.groups {
-                        let (k0, mk) = (2 * g, mask(no));
+                        let (k0, mk) = (2 * g, lanes(no));
                         let lo = _mm512_maskz_loadu_ps(mk, base.add(o0 + k0 * w.cs));
                         let hi = if k0 + 1 < pn.inn {
                             _mm512_maskz_loadu_ps(mk, base.add(o0 + (k0 + 1) * w.cs))
@@ -470,7 +461,7 @@ pub(crate) mod avx512 {
         let groups = inn.div_ceil(2);
         let mut r = r0;
         while r < r1 {
-            let (nr, mk) = ((r1 - r).min(LANES), mask(r1 - r));
+            let (nr, mk) = ((r1 - r).min(LANES), lanes(r1 - r));
             let mut g0 = 0;
             while g0 < groups {
                 let ng = (groups - g0).min(LANES);
@@ -488,7 +479,7 @@ pub(crate) mod avx512 {
                 transpose16(&mut m);
                 for (c, row) in m.iter().enumerate().take(nr) {
                     let dst = out.as_mut_ptr().add((r - r0 + c) * xs + g0) as *mut _;
-                    _mm512_mask_storeu_epi32(dst, mask(ng), _mm512_castps_si512(*row));
+                    _mm512_mask_storeu_epi32(dst, lanes(ng), _mm512_castps_si512(*row));
                 }
                 g0 += LANES;
             }
@@ -509,7 +500,7 @@ pub(crate) mod avx512 {
         }
         if k < n {
             let rem = n - k;
-            _mm512_mask_storeu_epi32(op.add(k / 2) as *mut _, mask(rem.div_ceil(2)), pair_cells(xp.add(k), rem));
+            _mm512_mask_storeu_epi32(op.add(k / 2) as *mut _, lanes(rem.div_ceil(2)), pair_cells(xp.add(k), rem));
         }
     }
 
@@ -530,7 +521,7 @@ pub(crate) mod avx512 {
         if !first {
             for (i, a) in acc.iter_mut().enumerate() {
                 for (v, av) in a.iter_mut().enumerate() {
-                    let mk = mask(width.saturating_sub(v * LANES));
+                    let mk = lanes(width.saturating_sub(v * LANES));
                     *av = _mm512_maskz_loadu_ps(mk, y.add(i * ys + v * LANES));
                 }
             }
@@ -563,7 +554,7 @@ pub(crate) mod avx512 {
         }
         for (i, a) in acc.iter().enumerate() {
             for (v, av) in a.iter().enumerate() {
-                let mk = mask(width.saturating_sub(v * LANES));
+                let mk = lanes(width.saturating_sub(v * LANES));
                 _mm512_mask_storeu_ps(y.add(i * ys + v * LANES), mk, *av);
             }
         }

@@ -6,11 +6,10 @@
 use crate::math::{ERFC_C, ERFC_P, ERFC_POLY, ERF_POLY, ERF_SMALL, EXP_POLY, GELU_CLAMP, LN2_HI, LN2_LO, LOG2E};
 use std::arch::x86_64::*;
 
-/// Lane mask selecting the first `n` lanes, `n <= 16`.
+/// Lane mask selecting the first `min(n, 16)` lanes.
 #[inline(always)]
 pub(crate) fn lanes(n: usize) -> __mmask16 {
-    debug_assert!(n <= 16);
-    ((1u32 << n) - 1) as __mmask16
+    ((1u32 << n.min(16)) - 1) as __mmask16
 }
 
 #[inline]

@@ -293,8 +293,7 @@ pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
     );
     bar.set_position(state.tokens);
     let print_lines = progress && bar.is_hidden();
-    // MODERNBERT_TRAIN_TIMING=1 prints where each step's time goes.
-    let timing = std::env::var_os("MODERNBERT_TRAIN_TIMING").is_some_and(|v| v != "0");
+    let timing = step_timing();
 
     let mut dump = match &opts.dump_batches {
         Some(p) => Some(std::io::BufWriter::new(
@@ -496,4 +495,9 @@ pub fn train(mut run: RunConfig, opts: &TrainOptions) -> Result<TrainSummary> {
         packing_efficiency: if run_capacity > 0 { run_tokens as f64 / run_capacity as f64 } else { 0.0 },
         checkpoint: last_ckpt,
     })
+}
+
+/// Whether `MODERNBERT_TRAIN_TIMING` (set, not `0`) asks for where each step's time goes.
+pub(crate) fn step_timing() -> bool {
+    std::env::var_os("MODERNBERT_TRAIN_TIMING").is_some_and(|v| v != "0")
 }

@@ -68,6 +68,24 @@ fn prompted(prompt: &Option<String>, text: &str) -> String {
     }
 }
 
+/// Distillation needs teacher vectors on every row, as wide as the model's embeddings.
+fn check_teacher_vectors(rows: &[PairRow], hidden_size: usize) -> Result<()> {
+    for r in rows {
+        let Some(vectors) = &r.teacher_vectors else {
+            bail!("{}: no `teacher_vectors` (other rows have them: give them on every row)", r.origin)
+        };
+        let width = vectors[0].len();
+        if width != hidden_size {
+            bail!(
+                "{}: teacher vectors are {width} wide, the model's embeddings {hidden_size} (project them to that \
+                 width, e.g. scripts/retrieval_baselines.py --vectors --vector-dim {hidden_size})",
+                r.origin
+            );
+        }
+    }
+    Ok(())
+}
+
 fn encode_all(tok: &Tokenizer, texts: &[String], max_length: usize) -> Result<Vec<Vec<u32>>> {
     texts.par_iter().map(|t| Ok(tok.encode(t, None, true, Some(Truncation::right(max_length)))?.ids)).collect()
 }
@@ -134,21 +152,8 @@ impl EmbeddingJob {
             .flat_map(|r| std::iter::once(&r.positive).chain(r.negatives.iter().take(negatives)))
             .map(|t| prompted(dp, t))
             .collect();
-        let distill = rows.iter().any(|r| r.teacher_vectors.is_some());
-        for r in rows.iter().filter(|_| distill) {
-            let width = match &r.teacher_vectors {
-                Some(v) => v[0].len(),
-                None => bail!("{}: no `teacher_vectors` (other rows have them: give them on every row)", r.origin),
-            };
-            if width != config.hidden_size {
-                bail!(
-                    "{}: teacher vectors are {width} wide, the model's embeddings {} (project them to that width, \
-                     e.g. scripts/retrieval_baselines.py --vectors --vector-dim {})",
-                    r.origin,
-                    config.hidden_size,
-                    config.hidden_size
-                );
-            }
+        if rows.iter().any(|r| r.teacher_vectors.is_some()) {
+            check_teacher_vectors(&rows, config.hidden_size)?;
         }
         let q_ids = encode_all(&tok, &queries, max_length)?;
         let mut d_ids = encode_all(&tok, &docs, max_length)?.into_iter();
@@ -242,8 +247,10 @@ impl EmbeddingJob {
 
     /// The teacher's embeddings of a step's texts in the order of [`Self::loss`], if distilling.
     fn teacher(&self, items: &[usize]) -> Result<Option<Tensor>> {
-        let Some(first) = items.first().and_then(|&i| self.train[i].teacher.as_ref()) else { return Ok(None) };
-        let width = first[0].len();
+        if items.first().is_none_or(|&i| self.train[i].teacher.is_none()) {
+            return Ok(None);
+        }
+        let width = self.hidden_size;
         let mut flat = Vec::with_capacity(items.len() * (2 + self.negatives) * width);
         for column in 0..2 + self.negatives {
             for &i in items {

@@ -418,8 +418,7 @@ pub fn finetune(cfg: FinetuneConfig, resume: Option<&Path>, progress: bool) -> R
     let mut stopped_early = false;
     let mut last_eval_step = resumed.as_ref().map(|(_, s)| s.step);
     let max_steps = cfg.max_steps.unwrap_or(u64::MAX);
-    // MODERNBERT_TRAIN_TIMING=1 prints where each step's time goes.
-    let timing = std::env::var_os("MODERNBERT_TRAIN_TIMING").is_some_and(|v| v != "0");
+    let timing = crate::trainer::step_timing();
 
     'epochs: while state.epoch < cfg.epochs {
         let steps = &plan[state.epoch];
