@@ -45,6 +45,6 @@ pub use gemm_int8::{int8_native, Int8Linear};
 pub use gemm_pack::{bf16_bits_to_f32, f32_to_bf16_bits, round_to_bf16};
 pub use isa::Isa;
 pub use math::fast_exp;
-pub use norm::{add_layer_norm, layer_norm, layer_norm_inplace};
+pub use norm::{add_layer_norm, layer_norm, layer_norm_backward, layer_norm_inplace};
 pub use par::with_pool_awake;
 pub use rope::RopeTable;

@@ -23,6 +23,26 @@ pub fn layer_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// Reference LayerNorm backward in f64: `(dx, dw)` from `x`, the weight and the output gradient `dy`.
+pub fn layer_norm_backward(x: &[f32], weight: &[f32], eps: f32, dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let d = weight.len();
+    let (mut dx, mut dw) = (vec![0f32; x.len()], vec![0f64; d]);
+    for ((xr, dyr), dxr) in x.chunks_exact(d).zip(dy.chunks_exact(d)).zip(dx.chunks_exact_mut(d)) {
+        let mean = xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64;
+        let var = xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        let xhat: Vec<f64> = xr.iter().map(|&v| (v as f64 - mean) * inv).collect();
+        let g: Vec<f64> = dyr.iter().zip(weight).map(|(&a, &b)| a as f64 * b as f64).collect();
+        let mean_g = g.iter().sum::<f64>() / d as f64;
+        let mean_gx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / d as f64;
+        for k in 0..d {
+            dxr[k] = (inv * (g[k] - mean_g - xhat[k] * mean_gx)) as f32;
+            dw[k] += dyr[k] as f64 * xhat[k];
+        }
+    }
+    (dx, dw.into_iter().map(|v| v as f32).collect())
+}
+
 /// Reference residual add + LayerNorm: `hidden += delta` (in f32), then
 /// `out = layer_norm(hidden)`.
 pub fn add_layer_norm(hidden: &mut [f32], delta: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {

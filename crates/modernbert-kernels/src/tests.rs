@@ -2,7 +2,7 @@
 
 use crate::attention::attention_varlen_with;
 use crate::geglu::geglu_with;
-use crate::norm::{add_layer_norm_with, layer_norm_inplace_with, layer_norm_with};
+use crate::norm::{add_layer_norm_with, layer_norm_backward_with, layer_norm_inplace_with, layer_norm_with};
 use crate::{reference, Isa, RopeTable};
 
 /// SplitMix64: tiny, deterministic, good enough for test data (shared by the kernel tests).
@@ -172,6 +172,31 @@ fn layer_norm_matches_reference() {
                     add_layer_norm_with(isa, &mut hidden, &delta, &w, 1e-5, &mut got);
                     assert_eq!(hidden, hidden_ref, "add_layer_norm residual {what}");
                     assert_close(&got, &want_add, 1e-5, &format!("add_layer_norm {what}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn layer_norm_backward_matches_reference() {
+    let mut rng = Rng::new(3);
+    for isa in Isa::available() {
+        for &d in &[1, 7, 16, 31, 33, 256, 257, 768] {
+            for &rows in &[1, 5, 300] {
+                for &(offset, spread) in &[(0.0, 1.0), (50.0, 3.0), (0.0, 1e-2)] {
+                    let x: Vec<f32> = rng.vec(rows * d, spread).iter().map(|v| v + offset).collect();
+                    let w: Vec<f32> = rng.vec(d, 1.0).iter().map(|v| 1.0 + 0.5 * v).collect();
+                    let dy = rng.vec(rows * d, 1.0);
+                    let what = format!("{isa:?} d={d} rows={rows} offset={offset} spread={spread}");
+                    let (want_dx, want_dw) = reference::layer_norm_backward(&x, &w, 1e-5, &dy);
+                    let mut dx = vec![f32::NAN; x.len()];
+                    let dw = layer_norm_backward_with(isa, &x, &w, 1e-5, &dy, &mut dx);
+                    // dx scales with 1/std: compare relative to its size.
+                    let scale = want_dx.iter().fold(1f32, |m, v| m.max(v.abs()));
+                    assert_close(&dx, &want_dx, 2e-5 * scale, &format!("layer_norm_backward dx {what}"));
+                    let scale = want_dw.iter().fold(1f32, |m, v| m.max(v.abs()));
+                    assert_close(&dw, &want_dw, 2e-5 * scale, &format!("layer_norm_backward dw {what}"));
                 }
             }
         }

@@ -7,7 +7,6 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Storage, Tensor};
 use modernbert_kernels::{Bf16Linear, F32Linear, Int8Linear, RopeTable};
-use rayon::prelude::*;
 use std::sync::Arc;
 
 /// The contiguous f32 data behind a CPU storage (for `CustomOp::cpu_fwd`); errors name `op`.
@@ -52,14 +51,6 @@ struct LayerNormOp {
     eps: f32,
 }
 
-/// Mean and 1/std of one row (f64 accumulation, biased variance).
-fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
-    let n = x.len() as f64;
-    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
-}
-
 impl CustomOp2 for LayerNormOp {
     fn name(&self) -> &'static str {
         "layer-norm"
@@ -89,46 +80,12 @@ impl CustomOp2 for LayerNormOp {
         _res: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let d = w.elem_count();
-        let eps = self.eps;
         let (dx, dw) = with_f32(x, |x| {
             with_f32(w, |w| {
                 with_f32(dy, |dy| {
                     let mut dx = vec![0f32; x.len()];
-                    let rows = rows_per_task(d);
-                    let partial: Vec<Vec<f64>> = dx
-                        .par_chunks_mut(rows * d)
-                        .zip(x.par_chunks(rows * d).zip(dy.par_chunks(rows * d)))
-                        .map(|(dxc, (xc, dyc))| {
-                            let mut dw = vec![0f64; d];
-                            let mut xhat = vec![0f32; d];
-                            for ((dxr, xr), dyr) in
-                                dxc.chunks_exact_mut(d).zip(xc.chunks_exact(d)).zip(dyc.chunks_exact(d))
-                            {
-                                let (mean, rstd) = row_stats(xr, eps);
-                                let (mut sum_g, mut sum_gx) = (0f64, 0f64);
-                                for k in 0..d {
-                                    xhat[k] = (xr[k] - mean) * rstd;
-                                    let g = (dyr[k] * w[k]) as f64;
-                                    sum_g += g;
-                                    sum_gx += g * xhat[k] as f64;
-                                    dw[k] += (dyr[k] * xhat[k]) as f64;
-                                }
-                                let (mg, mgx) = ((sum_g / d as f64) as f32, (sum_gx / d as f64) as f32);
-                                for k in 0..d {
-                                    dxr[k] = rstd * (dyr[k] * w[k] - mg - xhat[k] * mgx);
-                                }
-                            }
-                            dw
-                        })
-                        .collect();
-                    let mut dw = vec![0f64; d];
-                    for p in partial {
-                        for (a, b) in dw.iter_mut().zip(p) {
-                            *a += b;
-                        }
-                    }
-                    (dx, dw.into_iter().map(|v| v as f32).collect::<Vec<f32>>())
+                    let dw = modernbert_kernels::layer_norm_backward(x, w, self.eps, dy, &mut dx);
+                    (dx, dw)
                 })
             })
         })???;
