@@ -93,6 +93,68 @@ impl CustomOp2 for LayerNormOp {
     }
 }
 
+// ---------------------------------------------------------------- mean pooling
+
+/// Mean of each sequence's rows: `[tokens, hidden]` → `[sequences, hidden]` for the sequences
+/// `cu_seqlens` describes (an empty sequence gives zeros). Its backward spreads each mean's
+/// gradient over the sequence's tokens in one pass, where per-sequence `narrow`s would each
+/// cost candle a zero-padded copy of the whole batch's gradient.
+pub fn mean_pool(hidden: &Tensor, cu_seqlens: &[u32]) -> candle_core::Result<Tensor> {
+    hidden.contiguous()?.apply_op1(MeanPoolOp { cu_seqlens: cu_seqlens.to_vec() })
+}
+
+struct MeanPoolOp {
+    cu_seqlens: Vec<u32>,
+}
+
+impl MeanPoolOp {
+    /// `(start, end, 1 / length)` of each sequence, checked against `tokens`.
+    fn sequences(&self, tokens: usize) -> candle_core::Result<Vec<(usize, usize, f32)>> {
+        let cu = &self.cu_seqlens;
+        if cu.first().is_some_and(|&c| c != 0)
+            || cu.last().is_some_and(|&c| c as usize != tokens)
+            || cu.windows(2).any(|w| w[0] > w[1])
+        {
+            candle_core::bail!("mean-pool: sequence offsets {cu:?} do not split {tokens} tokens")
+        }
+        Ok(cu.windows(2).map(|w| (w[0] as usize, w[1] as usize, (1.0 / (w[1] - w[0]) as f64) as f32)).collect())
+    }
+}
+
+impl CustomOp1 for MeanPoolOp {
+    fn name(&self) -> &'static str {
+        "mean-pool"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_data(self.name(), storage, layout)?;
+        let (tokens, h) = layout.shape().dims2()?;
+        let sequences = self.sequences(tokens)?;
+        let mut out = vec![0f32; sequences.len() * h];
+        for (&(start, end, scale), o) in sequences.iter().zip(out.chunks_exact_mut(h)) {
+            for row in x[start * h..end * h].chunks_exact(h) {
+                o.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+            }
+            o.iter_mut().for_each(|a| *a = if end > start { *a * scale } else { 0.0 });
+        }
+        Ok((CpuStorage::F32(out), Shape::from((sequences.len(), h))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (tokens, h) = arg.dims2()?;
+        let sequences = self.sequences(tokens)?;
+        let dx = with_f32(grad, |g| {
+            let mut dx = vec![0f32; tokens * h];
+            for (s, &(start, end, scale)) in sequences.iter().enumerate() {
+                let row: Vec<f32> = g[s * h..(s + 1) * h].iter().map(|v| v * scale).collect();
+                dx[start * h..end * h].chunks_exact_mut(h).for_each(|r| r.copy_from_slice(&row));
+            }
+            dx
+        })?;
+        Ok(Some(tensor(dx, arg.shape(), arg)?))
+    }
+}
+
 // ---------------------------------------------------------------- inference-only ops
 
 /// GeGLU on `[tokens, 2 * inter]` → `[tokens, inter]`.

@@ -170,19 +170,22 @@ impl ColbertJob {
         }
         let (nq, nd) = (q_lens.len(), d_lens.len());
         let slots = d_lens.iter().max().copied().unwrap_or(0) + 1;
-        // Documents padded to `slots` zero rows; padding that PyLate would not see is masked.
-        let mut rows: Vec<Tensor> = Vec::with_capacity(nd);
+        // Documents gathered into `slots` rows each by one `index_select` (its backward is one
+        // scatter), slots past a document's end reading an appended zero row; padding that
+        // PyLate would not see is masked.
+        let zero_row = d.dim(0)? as u32;
+        let mut index = Vec::with_capacity(nd * slots);
         let mut mask = vec![0f32; nd * slots];
         let mut start = 0;
         for (j, &len) in d_lens.iter().enumerate() {
-            let pad = Tensor::zeros((slots - len, self.dim), candle_core::DType::F32, &Device::Cpu)?;
-            rows.push(Tensor::cat(&[&d.narrow(0, start, len)?, &pad], 0)?);
+            index.extend((0..slots).map(|s| if s < len { (start + s) as u32 } else { zero_row }));
             start += len;
             if len >= self.colbert.document_length {
                 mask[j * slots + len..(j + 1) * slots].fill(-1e4);
             }
         }
-        let docs = Tensor::cat(&rows, 0)?; // [nd·slots, dim]
+        let padded = Tensor::cat(&[d, &Tensor::zeros((1, self.dim), candle_core::DType::F32, &Device::Cpu)?], 0)?;
+        let docs = padded.index_select(&Tensor::new(index, &Device::Cpu)?, 0)?; // [nd·slots, dim]
         let sim = q.matmul(&docs.t()?)?.reshape((nq, lq, nd, slots))?;
         let sim = sim.broadcast_add(&Tensor::from_vec(mask, (1, 1, nd, slots), &Device::Cpu)?)?;
         Ok(sim.max(D::Minus1)?.sum(1)?)
