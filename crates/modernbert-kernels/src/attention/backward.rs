@@ -1,6 +1,7 @@
 //! The backward pass of varlen attention with RoPE inside (training): `dqkv` from `qkv`, the
 //! forward output and its gradient, per (sequence, head) in parallel, never across sequences.
 
+use crate::gemm_pack::SendPtr;
 use crate::math::fast_exp;
 use crate::matmul::{matmul, Mat};
 use crate::rope::RopeTable;
@@ -21,25 +22,32 @@ pub fn attention_varlen_backward(
     window: Option<usize>,
 ) -> Vec<f32> {
     let shape = Shape { heads, head_dim, rope, window };
-    let (d, hd) = (head_dim, heads * head_dim);
-    let width = 3 * hd;
-    let tokens = qkv.len() / width;
+    let hd = heads * head_dim;
+    let tokens = *cu_seqlens.last().unwrap_or(&0) as usize;
+    assert_eq!(qkv.len(), tokens * 3 * hd, "qkv has the wrong size");
+    assert_eq!(out.len(), tokens * hd, "out has the wrong size");
+    assert_eq!(dout.len(), tokens * hd, "dout has the wrong size");
+    assert!(cu_seqlens.first().is_none_or(|&c| c == 0), "cu_seqlens must start at 0");
+    assert!(cu_seqlens.windows(2).all(|w| w[0] <= w[1]), "cu_seqlens must be non-decreasing");
     let tasks: Vec<(usize, usize, usize)> = cu_seqlens
         .windows(2)
         .flat_map(|w| (0..heads).map(move |h| (w[0] as usize, (w[1] - w[0]) as usize, h)))
         .collect();
-    let grads: Vec<[Vec<f32>; 3]> =
-        tasks.par_iter().map(|&(start, n, h)| shape.backward_task(qkv, out, dout, start, n, h)).collect();
-    let mut dqkv = vec![0f32; tokens * width];
-    for (&(start, n, h), g) in tasks.iter().zip(&grads) {
+    let mut dqkv = vec![0f32; tokens * 3 * hd];
+    let dst = SendPtr(dqkv.as_mut_ptr());
+    tasks.par_iter().for_each(|&(start, n, h)| {
+        let grads = shape.backward_task(qkv, out, dout, start, n, h);
         for i in 0..n {
-            let row = (start + i) * width;
-            for (part, gp) in g.iter().enumerate() {
-                let at = row + part * hd + h * d;
-                dqkv[at..at + d].copy_from_slice(&gp[i * d..(i + 1) * d]);
+            let row = (start + i) * 3 * hd;
+            for (part, g) in grads.iter().enumerate() {
+                let at = row + part * hd + h * head_dim;
+                // SAFETY: the sizes were checked above, so `at + head_dim <= dqkv.len()`; this task
+                // alone writes the columns of head `h` in the rows of its sequence, and `dqkv`
+                // outlives the parallel loop.
+                unsafe { std::ptr::copy_nonoverlapping(g[i * head_dim..].as_ptr(), dst.get().add(at), head_dim) };
             }
         }
-    }
+    });
     dqkv
 }
 
