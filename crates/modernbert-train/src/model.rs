@@ -16,10 +16,11 @@
 //! Fused `candle_nn` ops (`layer_norm`, `rope`, `softmax_last_dim`) are never used: they silently
 //! have no gradient (framework notes §2.2).
 
+use crate::blocks::{self, Residual};
+use crate::ops;
 use crate::params::{param_specs, HeadKind, ParamSpec, Params};
 use crate::rng::Rng;
 use crate::MlmBatch;
-use crate::{blocks, ops};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use modernbert::config::{Activation, LayerType};
@@ -454,58 +455,64 @@ impl TrainModel {
         let emb = self.embed(&prep.token_ids)?;
         let mut h = self.norm(&emb, "model.embeddings.norm")?;
         h = drop(h, dc.embedding, 0)?;
-        let blocks = !prep.composed
+        // Whole residual sub-layers as single ops (crate::blocks) where the layer has no biases.
+        let sublayers = !prep.composed
             && self.kernels == Kernels::Fused
             && !cfg.attention_bias
             && !cfg.mlp_bias
+            && !cfg.norm_bias
             && cfg.hidden_activation == Activation::Gelu;
         for l in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{l}");
-            let a = if l == 0 { h.clone() } else { self.norm(&h, &format!("{p}.attn_norm"))? };
-            let attn = if blocks {
-                let local = cfg.layer_types[l] == LayerType::Local;
+            let local = cfg.layer_types[l] == LayerType::Local;
+            if sublayers {
+                let eps = cfg.norm_eps as f32;
+                // The LayerNorm weight folded into the input projection (see crate::blocks).
+                let folded = |w_in: &str, norm: &str| -> Result<Tensor> {
+                    Ok(self.p(w_in)?.broadcast_mul(&self.p(norm)?.unsqueeze(0)?)?)
+                };
                 let rope = if local { &prep.local } else { &prep.global };
-                let op = ops::AttentionOp::new(
+                let attn = ops::AttentionOp::new(
                     &prep.cu_seqlens,
                     cfg.num_attention_heads,
                     cfg.head_dim(),
                     rope.table.clone(),
                     local.then_some(cfg.local_attention / 2),
                 );
-                blocks::attention_block(
-                    &a,
-                    self.p(&format!("{p}.attn.Wqkv.weight"))?,
-                    self.p(&format!("{p}.attn.Wo.weight"))?,
-                    op,
-                    self.arithmetic,
-                )?
-            } else {
-                self.attention(&a, l, prep)?
-            };
-            let attn = drop(attn, dc.attn_out, 1 + 2 * l as u64)?;
-            h = (h + attn)?;
-            let m = self.norm(&h, &format!("{p}.mlp_norm"))?;
-            let mlp = if blocks {
-                let mask = match dropout {
-                    Some((_, key)) if dc.mlp > 0.0 => {
-                        Some(Arc::new(dropout_mask(m.dim(0)? * cfg.intermediate_size, dc.mlp, key, 2 + 2 * l as u64)))
+                let out_mask = match dropout {
+                    Some((_, key)) if dc.attn_out > 0.0 => {
+                        Some(Arc::new(dropout_mask(h.elem_count(), dc.attn_out, key, 1 + 2 * l as u64)))
                     }
                     _ => None,
                 };
-                blocks::mlp_block(
-                    &m,
-                    self.p(&format!("{p}.mlp.Wi.weight"))?,
-                    self.p(&format!("{p}.mlp.Wo.weight"))?,
-                    mask,
-                    self.arithmetic,
-                )?
-            } else {
-                let wi = self.linear(&m, &format!("{p}.mlp.Wi"))?;
-                let gated = self.glu(&wi)?;
-                let gated = drop(gated, dc.mlp, 2 + 2 * l as u64)?;
-                self.linear(&gated, &format!("{p}.mlp.Wo"))?
-            };
-            h = (h + mlp)?;
+                // Layer 0's attention norm is the identity.
+                let (wqkv, norm_eps) = match l {
+                    0 => (self.p(&format!("{p}.attn.Wqkv.weight"))?.clone(), None),
+                    _ => (folded(&format!("{p}.attn.Wqkv.weight"), &format!("{p}.attn_norm.weight"))?, Some(eps)),
+                };
+                let wo = self.p(&format!("{p}.attn.Wo.weight"))?;
+                h = blocks::attention_sublayer(&h, &wqkv, wo, attn, Residual { norm_eps, out_mask }, self.arithmetic)?;
+                let mask = match dropout {
+                    Some((_, key)) if dc.mlp > 0.0 => {
+                        Some(Arc::new(dropout_mask(h.dim(0)? * cfg.intermediate_size, dc.mlp, key, 2 + 2 * l as u64)))
+                    }
+                    _ => None,
+                };
+                let wi = folded(&format!("{p}.mlp.Wi.weight"), &format!("{p}.mlp_norm.weight"))?;
+                let wo = self.p(&format!("{p}.mlp.Wo.weight"))?;
+                let residual = Residual { norm_eps: Some(eps), out_mask: None };
+                h = blocks::mlp_sublayer(&h, &wi, wo, mask, residual, self.arithmetic)?;
+                continue;
+            }
+            let a = if l == 0 { h.clone() } else { self.norm(&h, &format!("{p}.attn_norm"))? };
+            let attn = self.attention(&a, l, prep)?;
+            let attn = drop(attn, dc.attn_out, 1 + 2 * l as u64)?;
+            h = (h + attn)?;
+            let m = self.norm(&h, &format!("{p}.mlp_norm"))?;
+            let wi = self.linear(&m, &format!("{p}.mlp.Wi"))?;
+            let gated = self.glu(&wi)?;
+            let gated = drop(gated, dc.mlp, 2 + 2 * l as u64)?;
+            h = (h + self.linear(&gated, &format!("{p}.mlp.Wo"))?)?;
         }
         self.norm(&h, "model.final_norm")
     }
