@@ -15,7 +15,7 @@
 
 use crate::ops::{f32_data, saved, with_f32, AttentionOp};
 use anyhow::Result;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use modernbert_kernels::matmul::{product, Arithmetic, Mat};
 use modernbert_kernels::{geglu_backward, layer_norm, layer_norm_backward};
 use rayon::prelude::*;
@@ -144,6 +144,66 @@ fn sublayer_backward(
 /// The stash of the forward pass.
 fn stashed(stash: &Mutex<Option<Stash>>, what: &str) -> candle_core::Result<Stash> {
     saved(stash).clone().ok_or_else(|| candle_core::Error::Msg(format!("{what}: backward without forward")))
+}
+
+// ---------------------------------------------------------------- folded LayerNorm weight
+
+/// `W_in ∘ w` (each row of `[n, D]` times the LayerNorm weight `[D]`), with a backward that
+/// gives `dw = Σ_rows dW' ∘ W_in` in one pass (candle's broadcast product would reduce over rows
+/// with a strided single-threaded sum).
+pub(crate) fn fold_norm_weight(w_in: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(w_in.contiguous()?.apply_op2(&w.contiguous()?, FoldNormWeight)?)
+}
+
+struct FoldNormWeight;
+
+impl CustomOp2 for FoldNormWeight {
+    fn name(&self) -> &'static str {
+        "fold-norm-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (w_in, w) = (f32_data(self.name(), s1, l1)?, f32_data(self.name(), s2, l2)?);
+        let (_, d) = dims2(l1)?;
+        if w.len() != d {
+            candle_core::bail!("fold-norm-weight: weight {:?} does not fit {:?}", l2.dims(), l1.dims())
+        }
+        let out: Vec<f32> = w_in.chunks_exact(d).flat_map(|row| row.iter().zip(w).map(|(a, b)| a * b)).collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        w_in: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = w.elem_count();
+        let (dw_in, dw) = with_f32(w_in, |w_in| {
+            with_f32(w, |w| {
+                with_f32(grad, |g| {
+                    let mut dw = vec![0f32; d];
+                    let mut dw_in = Vec::with_capacity(g.len());
+                    for (gr, wr) in g.chunks_exact(d).zip(w_in.chunks_exact(d)) {
+                        dw_in.extend(gr.iter().zip(w).map(|(a, b)| a * b));
+                        dw.iter_mut().zip(gr.iter().zip(wr)).for_each(|(s, (a, b))| *s += a * b);
+                    }
+                    (dw_in, dw)
+                })
+            })
+        })???;
+        Ok((
+            Some(Tensor::from_vec(dw_in, w_in.shape(), w_in.device())?),
+            Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+        ))
+    }
 }
 
 // ---------------------------------------------------------------- attention sub-layer

@@ -469,7 +469,7 @@ impl TrainModel {
                 let eps = cfg.norm_eps as f32;
                 // The LayerNorm weight folded into the input projection (see crate::blocks).
                 let folded = |w_in: &str, norm: &str| -> Result<Tensor> {
-                    Ok(self.p(w_in)?.broadcast_mul(&self.p(norm)?.unsqueeze(0)?)?)
+                    blocks::fold_norm_weight(self.p(w_in)?, self.p(norm)?)
                 };
                 let rope = if local { &prep.local } else { &prep.global };
                 let attn = ops::AttentionOp::new(
