@@ -311,7 +311,7 @@ mod avx512 {
             i += 32;
         }
         while i < n {
-            add_wide(&mut acc[0], _mm512_maskz_loadu_ps(lanes((n - i).min(16)), p.add(i)));
+            add_wide(&mut acc[0], _mm512_maskz_loadu_ps(lanes(n - i), p.add(i)));
             i += 16;
         }
         let a = _mm512_add_pd(_mm512_add_pd(acc[0][0], acc[0][1]), _mm512_add_pd(acc[1][0], acc[1][1]));
@@ -332,7 +332,7 @@ mod avx512 {
             i += 64;
         }
         while i < n {
-            let m = lanes((n - i).min(16));
+            let m = lanes(n - i);
             let v = _mm512_maskz_sub_ps(m, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), hi), lo);
             acc[0] = _mm512_fmadd_ps(v, v, acc[0]);
             i += 16;
@@ -355,7 +355,7 @@ mod avx512 {
             i += 32;
         }
         while i < n {
-            let m = lanes((n - i).min(16));
+            let m = lanes(n - i);
             let v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, p.add(i)), _mm512_maskz_loadu_ps(m, q.add(i)));
             _mm512_mask_storeu_ps(p.add(i), m, v);
             add_wide(&mut acc[0], v);

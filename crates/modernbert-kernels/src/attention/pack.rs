@@ -195,7 +195,7 @@ mod avx512 {
     unsafe fn rotate(x: *const f32, cos: &[f32], sin: &[f32], out: *mut f32, round: bool) {
         let half = cos.len();
         for i in (0..half).step_by(16) {
-            let m = lanes((half - i).min(16));
+            let m = lanes(half - i);
             let x1 = _mm512_maskz_loadu_ps(m, x.add(i));
             let x2 = _mm512_maskz_loadu_ps(m, x.add(half + i));
             let c = _mm512_maskz_loadu_ps(m, cos.as_ptr().add(i));
@@ -218,7 +218,7 @@ mod avx512 {
         for k in (0..n).step_by(32) {
             let rem = n - k;
             let v = pair_cells(x.add(k), rem.min(32));
-            _mm512_mask_storeu_epi32(out.add(k / 2) as *mut _, lanes((rem / 2).min(16)), v);
+            _mm512_mask_storeu_epi32(out.add(k / 2) as *mut _, lanes(rem / 2), v);
         }
     }
 
@@ -277,7 +277,7 @@ mod avx512 {
                 for h in 0..pk.heads {
                     let (src, dst) = (x.add(2 * hid + h * d), pk.v_row(u, h, p0 + j) as *mut f32);
                     for c in (0..dp).step_by(16) {
-                        let mut v = _mm512_maskz_loadu_ps(lanes(d.saturating_sub(c).min(16)), src.add(c));
+                        let mut v = _mm512_maskz_loadu_ps(lanes(d.saturating_sub(c)), src.add(c));
                         if round {
                             v = round_bf16_ps(v);
                         }
