@@ -463,47 +463,11 @@ impl TrainModel {
             && !cfg.norm_bias
             && cfg.hidden_activation == Activation::Gelu;
         for l in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{l}");
-            let local = cfg.layer_types[l] == LayerType::Local;
             if sublayers {
-                let eps = cfg.norm_eps as f32;
-                // The LayerNorm weight folded into the input projection (see crate::blocks).
-                let folded = |w_in: &str, norm: &str| -> Result<Tensor> {
-                    blocks::fold_norm_weight(self.p(w_in)?, self.p(norm)?)
-                };
-                let rope = if local { &prep.local } else { &prep.global };
-                let attn = ops::AttentionOp::new(
-                    &prep.cu_seqlens,
-                    cfg.num_attention_heads,
-                    cfg.head_dim(),
-                    rope.table.clone(),
-                    local.then_some(cfg.local_attention / 2),
-                );
-                let out_mask = match dropout {
-                    Some((_, key)) if dc.attn_out > 0.0 => {
-                        Some(Arc::new(dropout_mask(h.elem_count(), dc.attn_out, key, 1 + 2 * l as u64)))
-                    }
-                    _ => None,
-                };
-                // Layer 0's attention norm is the identity.
-                let (wqkv, norm_eps) = match l {
-                    0 => (self.p(&format!("{p}.attn.Wqkv.weight"))?.clone(), None),
-                    _ => (folded(&format!("{p}.attn.Wqkv.weight"), &format!("{p}.attn_norm.weight"))?, Some(eps)),
-                };
-                let wo = self.p(&format!("{p}.attn.Wo.weight"))?;
-                h = blocks::attention_sublayer(&h, &wqkv, wo, attn, Residual { norm_eps, out_mask }, self.arithmetic)?;
-                let mask = match dropout {
-                    Some((_, key)) if dc.mlp > 0.0 => {
-                        Some(Arc::new(dropout_mask(h.dim(0)? * cfg.intermediate_size, dc.mlp, key, 2 + 2 * l as u64)))
-                    }
-                    _ => None,
-                };
-                let wi = folded(&format!("{p}.mlp.Wi.weight"), &format!("{p}.mlp_norm.weight"))?;
-                let wo = self.p(&format!("{p}.mlp.Wo.weight"))?;
-                let residual = Residual { norm_eps: Some(eps), out_mask: None };
-                h = blocks::mlp_sublayer(&h, &wi, wo, mask, residual, self.arithmetic)?;
+                h = self.fused_layer(&h, l, prep, dropout)?;
                 continue;
             }
+            let p = format!("model.layers.{l}");
             let a = if l == 0 { h.clone() } else { self.norm(&h, &format!("{p}.attn_norm"))? };
             let attn = self.attention(&a, l, prep)?;
             let attn = drop(attn, dc.attn_out, 1 + 2 * l as u64)?;
@@ -515,6 +479,49 @@ impl TrainModel {
             h = (h + self.linear(&gated, &format!("{p}.mlp.Wo"))?)?;
         }
         self.norm(&h, "model.final_norm")
+    }
+
+    /// Layer `l` as two fused residual sub-layers ([`crate::blocks`]), the LayerNorm weights
+    /// folded into the input projections.
+    fn fused_layer(
+        &self,
+        h: &Tensor,
+        l: usize,
+        prep: &Prepared,
+        dropout: Option<(DropoutConfig, DropoutKey)>,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let p = format!("model.layers.{l}");
+        let dc = dropout.map(|d| d.0).unwrap_or_else(DropoutConfig::none);
+        let eps = cfg.norm_eps as f32;
+        let folded = |w_in: &str, norm: &str| -> Result<Tensor> {
+            blocks::fold_norm_weight(self.p(&format!("{p}.{w_in}.weight"))?, self.p(&format!("{p}.{norm}.weight"))?)
+        };
+        let mask = |p: f32, n: usize, site: u64| match dropout {
+            Some((_, key)) if p > 0.0 => Some(Arc::new(dropout_mask(n, p, key, site))),
+            _ => None,
+        };
+        let local = cfg.layer_types[l] == LayerType::Local;
+        let rope = if local { &prep.local } else { &prep.global };
+        let attn = ops::AttentionOp::new(
+            &prep.cu_seqlens,
+            cfg.num_attention_heads,
+            cfg.head_dim(),
+            rope.table.clone(),
+            local.then_some(cfg.local_attention / 2),
+        );
+        // Layer 0's attention norm is the identity.
+        let (wqkv, norm_eps) = match l {
+            0 => (self.p(&format!("{p}.attn.Wqkv.weight"))?.clone(), None),
+            _ => (folded("attn.Wqkv", "attn_norm")?, Some(eps)),
+        };
+        let residual = Residual { norm_eps, out_mask: mask(dc.attn_out, h.elem_count(), 1 + 2 * l as u64) };
+        let wo = self.p(&format!("{p}.attn.Wo.weight"))?;
+        let h = blocks::attention_sublayer(h, &wqkv, wo, attn, residual, self.arithmetic)?;
+        let geglu_mask = mask(dc.mlp, h.dim(0)? * cfg.intermediate_size, 2 + 2 * l as u64);
+        let residual = Residual { norm_eps: Some(eps), out_mask: None };
+        let wo = self.p(&format!("{p}.mlp.Wo.weight"))?;
+        blocks::mlp_sublayer(&h, &folded("mlp.Wi", "mlp_norm")?, wo, geglu_mask, residual, self.arithmetic)
     }
 
     fn linear(&self, x: &Tensor, name: &str) -> Result<Tensor> {
