@@ -234,6 +234,14 @@ thread_local! {
 /// sequences, whose attention takes far longer than the faults.
 const KEEP_BUF_WORDS: usize = 8 << 20;
 
+/// The number of tokens `cu_seqlens` covers, after checking that the offsets start at 0 and
+/// never decrease (the forward and backward passes index `qkv` by them).
+pub(crate) fn checked_tokens(cu_seqlens: &[u32]) -> usize {
+    assert!(cu_seqlens.first().is_none_or(|&c| c == 0), "cu_seqlens must start at 0");
+    assert!(cu_seqlens.windows(2).all(|w| w[0] <= w[1]), "cu_seqlens must be non-decreasing");
+    *cu_seqlens.last().unwrap_or(&0) as usize
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     isa: Isa,
@@ -247,12 +255,10 @@ pub(crate) fn run(
     out: &mut [f32],
 ) {
     let hidden = num_heads * head_dim;
-    let total = *cu_seqlens.last().unwrap_or(&0) as usize;
+    let total = checked_tokens(cu_seqlens);
     assert_eq!(qkv.len(), total * 3 * hidden, "qkv has the wrong size");
     assert_eq!(out.len(), total * hidden, "out has the wrong size");
     assert_eq!(rope.head_dim(), head_dim, "RoPE table built for another head dim");
-    assert!(cu_seqlens.first().is_none_or(|&c| c == 0), "cu_seqlens must start at 0");
-    assert!(cu_seqlens.windows(2).all(|w| w[0] <= w[1]), "cu_seqlens must be non-decreasing");
     if isa == Isa::Avx512 {
         assert!(isa.is_available(), "AVX-512 requested on a CPU without it");
     }
